@@ -1,0 +1,1 @@
+"""Schemas (events, alerts, commands) and the pure detection logic over them."""

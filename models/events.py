@@ -1,0 +1,136 @@
+"""The normalized event: one fact read from one log line (or one policy request).
+
+This is a public contract (see DESIGN.md, "Contracts"): the JSON form of
+:class:`Event` is what `mailwarden parse` prints and what travels on
+`mail.events`. Add fields freely; rename or remove them only on purpose.
+
+Kinds (``kind``):
+
+``auth``
+    One authentication attempt, counted once. ``outcome`` is ``success`` or
+    ``failure``. Lines that only corroborate an attempt already counted (the
+    Dovecot auth process echoing a Postfix SASL failure, a login process
+    summary of attempts logged one by one) carry ``kind="auth_echo"`` so that
+    rules never count one attempt twice.
+``auth_echo``
+    A second record of an attempt counted elsewhere (see above).
+``submission``
+    A message accepted from a client (Postfix ``QID: client=...`` with
+    ``sasl_username``, or a local ``pickup``).
+``queued``
+    The queue manager's ``from=, size=, nrcpt=`` record of a message.
+``delivery``
+    A delivery attempt; ``status`` is ``sent``, ``deferred``, ``bounced`` or
+    ``expired``. ``user`` is the submitting account once correlated.
+``reject``
+    An SMTP-level refusal (``NOQUEUE: reject``), ``hold`` for ``NOQUEUE: hold``.
+``connect``, ``disconnect``, ``tls``, ``logout``, ``kick``, ``policy``
+    Session bookkeeping that rules and audits may use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+Outcome = Literal["success", "failure"]
+DeliveryStatus = Literal["sent", "deferred", "bounced", "expired"]
+
+AUTH = "auth"
+AUTH_ECHO = "auth_echo"
+SUBMISSION = "submission"
+QUEUED = "queued"
+DELIVERY = "delivery"
+REJECT = "reject"
+
+
+@dataclass(slots=True, frozen=True)
+class Origin:
+    """Where an event came from, for audits and the dead-letter topic.
+
+    ``line`` is 1-based. ``host`` and ``offset`` (byte offset of the line's
+    start) are set when the event came through the publisher.
+    """
+
+    path: str
+    line: int
+    host: str | None = None
+    offset: int | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    """A normalized mail-platform event.
+
+    ``ts`` is the event time in ISO-8601 UTC with offset; ``epoch`` the same
+    instant in seconds, for rules that do arithmetic on time.
+    """
+
+    ts: str
+    epoch: float
+    host: str | None
+    source: str
+    kind: str
+    outcome: Outcome | None = None
+    protocol: str | None = None
+    user: str | None = None
+    client_ip: str | None = None
+    tls: str | None = None
+    queue_id: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    nrcpt: int | None = None
+    size: int | None = None
+    status: DeliveryStatus | None = None
+    service: str | None = None
+    session: str | None = None
+    detail: str | None = None
+    reason: str | None = None
+    mech: str | None = None
+    attempts: int | None = None
+    origin: Origin | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str | None:
+        """The Kafka key on ``mail.events``: the account when known, else the client IP."""
+        return self.user or self.client_ip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Rebuild an event from its JSON form, ignoring fields this version does not know."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        origin = values.get("origin")
+        if isinstance(origin, dict):
+            values["origin"] = Origin(
+                path=str(origin.get("path", "")),
+                line=int(origin.get("line", 0)),
+                host=origin.get("host"),
+                offset=origin.get("offset"),
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("event JSON must be an object")
+        return cls.from_dict(data)
+
+
+def iso_utc(epoch: float) -> str:
+    """ISO-8601 with an explicit UTC offset, second resolution unless fractional."""
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    if moment.microsecond:
+        return moment.isoformat(timespec="microseconds")
+    return moment.isoformat(timespec="seconds")

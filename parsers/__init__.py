@@ -1,0 +1,1 @@
+"""Pure functions from raw log lines to normalized events. No I/O, no Kafka."""

@@ -1,0 +1,1 @@
+"""Everything that touches Kafka: broker harness, publisher, worker, adapters."""

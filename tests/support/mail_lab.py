@@ -1,0 +1,1 @@
+"""Pytest fixtures for a real Postfix and Dovecot on loopback."""
