@@ -53,3 +53,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="mailwarden")
 def main() -> None:
     """Real-time credential-theft and abuse detection for Postfix and Dovecot."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests against the real Kafka broker of the test session (marker `kafka`)."""
