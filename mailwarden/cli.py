@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("mailwarden.bench:bench_group", "Measure throughput and latency."),
     "demo": ("mailwarden.demo:demo", "Watch an attack get caught and refused."),
     "corpus-check": ("mailwarden.corpus:corpus_check", "Compare parsers with other projects."),
+    "notifier": ("streams.notifier:notifier_command", "Notify users and the SOC by webhook."),
     "simulate": ("mailwarden.simulate:simulate", "Write a labelled population of mail logs."),
     "evaluate": ("mailwarden.evaluate:evaluate", "Replay a simulation and score detection."),
     "tune": ("mailwarden.tune:tune", "Sweep a rule's threshold and report."),
