@@ -3,27 +3,156 @@
 `LogParser` holds the small per-host correlation state (Postfix queue ids to
 the submitting account, smtpd sessions to their TLS version, recent auth
 failures for de-duplication) and turns raw lines into events. It does no I/O.
+
+A line goes: bytes -> text (UTF-8; invalid bytes are replaced and the events
+say so in ``extra["invalid_utf8"]``) -> envelope (:mod:`parsers.envelope`) ->
+the family chosen by program name (:mod:`parsers.postfix`,
+:mod:`parsers.dovecot`, :mod:`parsers.auth`) -> events. ``feed`` never
+raises: bad input comes back as ``ParseResult.error``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models.events import Event, Origin
+from models.events import Origin
+from parsers.auth import AuthLogParser, is_cyrus_badlogin, is_pam_message
+from parsers.correlation import HostState
+from parsers.dovecot import DovecotParser, is_dovecot_process
+from parsers.envelope import EnvelopeError, EnvelopeReader
+from parsers.postfix import PostfixParser
+from parsers.result import LineContext, ParseResult, failed, ignored
+
+__all__ = ["MAX_LINE_BYTES", "LogParser", "ParseResult", "ParserStats"]
+
+MAX_LINE_BYTES = 64 * 1024
+_ROUTE_CACHE_LIMIT = 4096
+
+Route = Callable[[LineContext], ParseResult]
 
 
 @dataclass(slots=True)
-class ParseResult:
-    """What one line produced.
+class ParserStats:
+    """Counters since the parser was made. Error reasons are counted without details."""
 
-    Exactly one of these holds:
-    - ``events`` is non-empty: the line was understood;
-    - ``ignored`` is set: a known line with nothing for detection (housekeeping),
-      named by a short category so it can be counted;
-    - ``error`` is set: the line could not be parsed, with the reason. Such lines
-      go to the dead-letter topic.
+    lines: int = 0
+    events: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    invalid_utf8: int = 0
+
+    def count_unproductive(self, result: ParseResult) -> None:
+        """Count a line that gave no event, by its category or reason."""
+        if result.ignored is not None:
+            self.ignored[result.ignored] = self.ignored.get(result.ignored, 0) + 1
+        elif result.error is not None:
+            reason = result.error.partition(" (")[0]
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+class LogParser:
+    """Parses the log lines of one mail host, in the order they were written.
+
+    ``timezone`` applies to stamps without an offset; ``year`` to RFC 3164
+    stamps, which have none (``now``, the caller's clock as epoch seconds, is
+    the alternative: the year is then the one that puts the first stamp no
+    more than a day in the future). ``host`` overrides the host field of the
+    lines, which Dovecot's own log file does not have.
     """
 
-    events: list[Event] = field(default_factory=list)
-    ignored: str | None = None
-    error: str | None = None
+    def __init__(
+        self,
+        host: str | None = None,
+        timezone: str = "UTC",
+        year: int | None = None,
+        *,
+        now: float | None = None,
+    ) -> None:
+        self._envelopes = EnvelopeReader(timezone=timezone, year=year, now=now, host=host)
+        self._state = HostState()
+        self._postfix = PostfixParser(self._state)
+        self._dovecot = DovecotParser(self._state)
+        self._auth = AuthLogParser(self._state)
+        self._routes: dict[str, Route] = {}
+        self.stats = ParserStats()
+
+    def feed(self, raw: bytes | str, origin: Origin) -> ParseResult:
+        """Parse one line (without or with its line ending). Never raises on input."""
+        try:
+            result = self._feed(raw, origin)
+        except Exception as exc:  # a parser bug must cost one line, not the stream
+            result = failed(f"internal parser error ({type(exc).__name__}: {exc})")
+        stats = self.stats
+        stats.lines += 1
+        if result.events:
+            stats.events += len(result.events)
+        else:
+            stats.count_unproductive(result)
+        return result
+
+    def _feed(self, raw: bytes | str, origin: Origin) -> ParseResult:
+        invalid_utf8 = False
+        if isinstance(raw, bytes):
+            if len(raw) > MAX_LINE_BYTES:
+                return failed(f"line too long ({len(raw)} bytes)")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", "replace")
+                invalid_utf8 = True
+                self.stats.invalid_utf8 += 1
+        else:
+            text = raw
+            if len(text) > MAX_LINE_BYTES // 4 and len(text.encode("utf-8")) > MAX_LINE_BYTES:
+                return failed(f"line too long ({len(text.encode('utf-8'))} bytes)")
+        if text.endswith(("\n", "\r")):
+            text = text.rstrip("\r\n")
+        if "\n" in text:
+            return failed("line break inside a line")
+        if "\r" in text:
+            text = text.replace("\r", "?")
+        try:
+            context = self._envelopes.read(text, origin)
+        except EnvelopeError as exc:
+            return failed(str(exc))
+        route = self._routes.get(context.program)
+        if route is None:
+            route = self._route_for(context.program)
+        result = route(context)
+        if invalid_utf8:
+            for event in result.events:
+                event.extra["invalid_utf8"] = True
+        return result
+
+    def _route_for(self, program: str) -> Route:
+        route: Route
+        if program.startswith("postfix"):
+            route = self._postfix.parse
+        elif program == "dovecot" or is_dovecot_process(program):
+            route = self._to_dovecot
+        elif program == "saslauthd":
+            route = self._auth.saslauthd
+        elif program.startswith("roundcube"):
+            route = self._auth.roundcube
+        else:
+            route = self._to_other
+        if len(self._routes) < _ROUTE_CACHE_LIMIT:
+            self._routes[program] = route
+        return route
+
+    def _to_dovecot(self, context: LineContext) -> ParseResult:
+        result = self._dovecot.parse(context)
+        if isinstance(result, str):
+            context.message = result
+            return self._auth.pam(context)
+        if result.ignored is not None and is_cyrus_badlogin(context.message):
+            return self._auth.cyrus(context)  # Cyrus imapd also calls itself "imap"
+        return result
+
+    def _to_other(self, context: LineContext) -> ParseResult:
+        if is_pam_message(context.message):
+            return self._auth.pam(context)
+        if is_cyrus_badlogin(context.message):
+            return self._auth.cyrus(context)
+        return ignored("other_program")

@@ -142,6 +142,8 @@ async def collect(
     deadline = time.monotonic() + timeout
     try:
         while not until(records):
+            if program is not None and not program.alive():
+                raise AssertionError(f"program exited:\n{program.output()[-5000:]}")
             if time.monotonic() > deadline:
                 detail = program.output()[-5000:] if program else ""
                 raise AssertionError(

@@ -1,0 +1,274 @@
+"""`mailwarden bench`: throughput measurements, one subcommand per thing measured.
+
+``mailwarden bench parse`` generates a realistic mixed Postfix + Dovecot log
+(``mailwarden.loggen``) and, in the same run, measures on that file:
+
+(a) mailwarden: one ``LogParser`` for the host, every line parsed, correlated
+    and each event serialized with orjson, in this process, on one core;
+(b) ``fail2ban-regex FILE 'postfix[mode=auth]'``;
+(c) ``fail2ban-regex FILE dovecot``;
+(d) a bare-Python floor: read a line, one regex, orjson a small dict.
+
+Rates are lines per CPU second (user + system: the machine is shared, so wall
+time would measure the neighbours); wall time is shown beside. "Both fail2ban
+filters" is the rate of running them one after the other on the same file,
+lines / (t_b + t_c), which is what a host with both jails pays.
+
+``mailwarden bench all`` runs every subcommand of this group with its defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from mailwarden.loggen import START, Truth, write_log
+from models.events import Origin
+
+DEFAULT_LINES = 260_000
+FAIL2BAN_FILTERS = (
+    ("fail2ban postfix[mode=auth]", "postfix[mode=auth]"),
+    ("fail2ban dovecot", "dovecot"),
+)
+_FAIL2BAN_SUMMARY = re.compile(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed")
+# The floor: what any Python tool pays to look at every line once.
+_BASELINE_PATTERN = re.compile(r"\[([0-9a-fA-F.:]+)\]|rip=([0-9a-fA-F.:]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    name: str
+    lines: int
+    cpu: float
+    wall: float
+    found: int | None  # matched lines / counted failures, where the tool reports them
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.cpu if self.cpu > 0 else 0.0
+
+
+@contextmanager
+def cpu_clock(children: bool = False) -> Iterator[list[float]]:
+    """Yields [cpu_seconds, wall_seconds], filled in on exit."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    before = resource.getrusage(who)
+    start = time.perf_counter()
+    spent = [0.0, 0.0]
+    yield spent
+    after = resource.getrusage(who)
+    spent[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    spent[1] = time.perf_counter() - start
+
+
+def measure_mailwarden(path: Path, year: int) -> Measurement:
+    """Parse, correlate and serialize every event, as `mailwarden parse` does, minus output."""
+    from parsers.api import LogParser
+
+    parser = LogParser(host=None, timezone="UTC", year=year)
+    feed = parser.feed
+    dumps = orjson.dumps
+    name = str(path)
+    lines = 0
+    outcomes: Counter[str] = Counter()
+    with cpu_clock() as spent, path.open("rb") as handle:
+        for lines, raw in enumerate(handle, 1):
+            result = feed(raw.rstrip(b"\n"), Origin(name, lines))
+            for event in result.events:
+                dumps(event)
+                if event.kind == "auth" and event.outcome == "failure":
+                    outcomes["failed_attempts"] += event.attempts or 1
+            if result.error is not None:
+                outcomes["errors"] += 1
+            elif not result.events:
+                outcomes["ignored"] += 1
+    note = f"errors={outcomes['errors']} ignored={outcomes['ignored']}"
+    return Measurement(
+        "mailwarden parse", lines, spent[0], spent[1], outcomes["failed_attempts"], note
+    )
+
+
+def measure_baseline(path: Path) -> Measurement:
+    search = _BASELINE_PATTERN.search
+    dumps = orjson.dumps
+    found = 0
+    lines = 0
+    with cpu_clock() as spent, path.open("rb") as handle:
+        for lines, raw in enumerate(handle, 1):
+            text = raw.decode("utf-8", "replace")
+            match = search(text)
+            if match is not None:
+                found += 1
+                dumps({"line": lines, "ip": match.group(1) or match.group(2)})
+    return Measurement("bare Python (1 regex + orjson)", lines, spent[0], spent[1], found)
+
+
+def measure_fail2ban(label: str, filter_spec: str, path: Path, executable: str) -> Measurement:
+    command = [executable, "--raw", "--print-no-missed", str(path), filter_spec]
+    with cpu_clock(children=True) as spent:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    summary = _FAIL2BAN_SUMMARY.search(done.stdout)
+    if done.returncode != 0 or summary is None:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise click.ClickException(f"{' '.join(command)} failed: {' / '.join(tail)}")
+    lines, _, matched, _ = (int(group) for group in summary.groups())
+    return Measurement(label, lines, spent[0], spent[1], matched)
+
+
+def format_rate(rate: float) -> str:
+    return f"{rate:>12,.0f}"
+
+
+def render(measurements: list[Measurement], truth: Truth) -> str:
+    out = [
+        f"{'tool':<34} {'lines':>9} {'cpu s':>8} {'wall s':>8} {'lines/cpu s':>12}  found",
+    ]
+    for m in measurements:
+        found = "" if m.found is None else f"{m.found:,}"
+        out.append(
+            f"{m.name:<34} {m.lines:>9,} {m.cpu:>8.2f} {m.wall:>8.2f} {format_rate(m.rate)}  "
+            f"{found} {m.note}".rstrip()
+        )
+    out.append("")
+    out.append(
+        f"truth: {truth.sasl_failure_lines:,} Postfix SASL failure lines, "
+        f"{truth.dovecot_failure_lines + truth.passdb_failure_lines:,} Dovecot failure lines "
+        f"({truth.dovecot_failure_lines:,} login summaries + {truth.passdb_failure_lines:,} "
+        f"passdb), {truth.failed_attempts:,} failed attempts in all"
+    )
+    by_name = {m.name: m for m in measurements}
+    ours = by_name.get("mailwarden parse")
+    if ours is None or ours.lines == 0:
+        return "\n".join(out)
+    out.append("")
+    for m in measurements:
+        if m is not ours:
+            out.append(f"ratio mailwarden / {m.name:<34} {ours.rate / m.rate:>6.2f}x")
+    fail2ban = [by_name[label] for label, _ in FAIL2BAN_FILTERS if label in by_name]
+    if len(fail2ban) == len(FAIL2BAN_FILTERS):
+        both = ours.lines / sum(m.cpu for m in fail2ban)
+        out.append(
+            f"ratio mailwarden / both fail2ban filters together ({format_rate(both).strip()} "
+            f"lines/s) {ours.rate / both:>6.2f}x"
+        )
+    return "\n".join(out)
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Throughput benchmarks (generated data; nothing leaves this machine)."""
+
+
+@bench_group.command("parse")
+@click.option("--lines", type=click.IntRange(min=1), help=f"Lines to generate [{DEFAULT_LINES:,}].")
+@click.option("--mb", type=click.FloatRange(min=0.001), help="Megabytes to generate instead.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the generated log here (kept) instead of a temporary file.",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary log file and print its path.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Generator seed.")
+@click.option(
+    "--fail2ban/--no-fail2ban",
+    "with_fail2ban",
+    default=True,
+    show_default=True,
+    help="Also time fail2ban-regex with the postfix[mode=auth] and dovecot filters.",
+)
+def parse_bench(
+    lines: int | None,
+    mb: float | None,
+    out: Path | None,
+    keep: bool,
+    seed: int,
+    with_fail2ban: bool,
+) -> None:
+    """Parse throughput: mailwarden vs fail2ban-regex vs a bare-Python floor."""
+    if lines is not None and mb is not None:
+        raise click.UsageError("give --lines or --mb, not both")
+    if lines is None and mb is None:
+        lines = DEFAULT_LINES
+    path = out if out is not None else _temporary_log()
+    try:
+        with cpu_clock() as spent:
+            truth = write_log(path, lines=lines, megabytes=mb, seed=seed)
+        click.echo(
+            f"generated {truth.lines:,} lines, {truth.bytes / 1e6:,.1f} MB in {spent[1]:.1f} s "
+            f"-> {path}",
+            err=True,
+        )
+        measurements = _run_all(path, with_fail2ban)
+        click.echo(render(measurements, truth))
+        click.echo(
+            f"\nmachine: {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}; "
+            "rates are per CPU second of the measured process"
+        )
+    finally:
+        if out is None and not keep:
+            path.unlink(missing_ok=True)
+        elif out is None:
+            click.echo(f"kept {path}", err=True)
+
+
+def _temporary_log() -> Path:
+    handle, name = tempfile.mkstemp(prefix="mailwarden-bench-", suffix=".log")
+    os.close(handle)
+    return Path(name)
+
+
+def _run_all(path: Path, with_fail2ban: bool) -> list[Measurement]:
+    steps: list[tuple[str, Callable[[], Measurement]]] = []
+    steps.append(("mailwarden", lambda: _ours_or_note(path)))
+    if with_fail2ban:
+        executable = shutil.which("fail2ban-regex")
+        if executable is None:
+            click.echo("fail2ban-regex not found: skipping (b) and (c)", err=True)
+        else:
+            for label, spec in FAIL2BAN_FILTERS:
+                steps.append((label, _bind_fail2ban(label, spec, path, executable)))
+    steps.append(("baseline", lambda: measure_baseline(path)))
+    results = []
+    for name, step in steps:
+        click.echo(f"measuring {name} ...", err=True)
+        results.append(step())
+    return results
+
+
+def _bind_fail2ban(label: str, spec: str, path: Path, executable: str) -> Callable[[], Measurement]:
+    return lambda: measure_fail2ban(label, spec, path, executable)
+
+
+def _ours_or_note(path: Path) -> Measurement:
+    """Until the parsers exist, say so in the table rather than fail the whole bench."""
+    try:
+        return measure_mailwarden(path, year=START.year)
+    except ImportError as exc:
+        return Measurement("mailwarden parse", 0, 0.0, 0.0, None, f"unavailable: {exc}")
+
+
+@bench_group.command("all")
+@click.pass_context
+def bench_all(ctx: click.Context) -> None:
+    """Run every benchmark of this group with its defaults."""
+    for name in sorted(bench_group.commands):
+        if name == "all":
+            continue
+        click.echo(f"== mailwarden bench {name}", err=True)
+        command: Any = bench_group.commands[name]
+        ctx.invoke(command)

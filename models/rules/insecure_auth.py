@@ -1,0 +1,82 @@
+"""Insecure authentication: a successful login whose password crossed the network unprotected.
+
+A login over plaintext (``tls`` is ``none``) or an outdated protocol
+(below ``min_tls``, default TLSv1.2) exposes a working password to anyone on
+the path. The owner is not an attacker but should be told to fix the client,
+so the rule alerts (severity low); with ``deny = true`` it also issues
+``deny_insecure`` for the account, which adapters turn into refusing that
+account's logins without adequate TLS until it expires.
+
+Over successful ``auth`` events with a known TLS state; a version the rule
+does not know (Dovecot's default log format says only "TLS") is not judged.
+One alert per account per ``quiet`` (default one day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.events import AUTH, Event
+from models.policy import TLS_VERSIONS, InsecureAuthSettings
+from models.rules.base import (
+    NOTHING,
+    SEVERITY_LOW,
+    Action,
+    Decision,
+    Finding,
+    Rule,
+    RuleContext,
+)
+from models.window import WindowSpec, WindowStore
+
+PLAINTEXT = "none"
+
+
+class InsecureAuthRule(Rule):
+    name = "insecure_auth"
+    scope = "account"
+    kinds = frozenset({AUTH})
+
+    def __init__(self, settings: InsecureAuthSettings, context: RuleContext) -> None:
+        super().__init__(context, settings.dry_run)
+        self.settings = settings
+        minimum = TLS_VERSIONS.index(settings.min_tls)
+        self._weak = frozenset({PLAINTEXT, *TLS_VERSIONS[:minimum]})
+        # The store only carries the per-account quiet period; its window is
+        # the shortest that keeps a quiet key from being swept.
+        self.store = WindowStore(
+            WindowSpec(seconds=60, buckets=1, counts=("insecure",), times=0),
+            context.max_keys,
+        )
+
+    def process(self, event: Event, key: str) -> Sequence[Decision]:
+        if event.kind != AUTH or event.outcome != "success" or event.tls not in self._weak:
+            return NOTHING
+        store = self.store
+        window = store.observe(key, event.epoch, (1,))
+        if window is None or event.epoch < window.quiet_until:
+            return NOTHING
+        settings = self.settings
+        window.quiet_until = event.epoch + settings.quiet
+        tls = event.tls or PLAINTEXT
+        shown = "plaintext" if tls == PLAINTEXT else tls
+        evidence = {
+            "tls": tls,
+            "min_tls": settings.min_tls,
+            "protocol": event.protocol,
+            "sample_times": [event.ts],
+        }
+        finding = Finding(
+            reason=f"successful {event.protocol or 'unknown'} login over {shown}"
+            f" (minimum {settings.min_tls})",
+            category="authentication",
+            outcome="success",
+            severity=SEVERITY_LOW,
+            evidence=evidence,
+            user=key,
+            source_ip=event.client_ip,
+        )
+        actions = (
+            (Action("deny_insecure", "account", key, settings.quiet),) if settings.deny else ()
+        )
+        return self.decide(event, finding, actions)

@@ -1,0 +1,368 @@
+"""Event-time sliding windows per key, in the manner of weakforced's StatsDBs.
+
+A :class:`WindowStore` keeps, for every key (an account or an IP), ``buckets``
+buckets of ``seconds / buckets`` seconds each, advanced by the event time of
+the events it is fed, never by the wall clock. A store declares its fields
+once (:class:`WindowSpec`):
+
+``count`` fields
+    integers added per event; a total is the sum over the window.
+``distinct`` fields
+    how many different values were seen in the window. Each value (cut to
+    ``VALUE_CHARS`` characters: values such as user names are attacker-
+    controlled and may be long) is mapped to the last bucket it was seen in.
+    The count is exact up to ``distinct_cap`` values in the window; beyond
+    that it *saturates*: the store keeps the ``distinct_cap`` most recently
+    seen values and reports ``distinct_cap``, a lower bound. Thresholds on
+    distinct counts must therefore stay at or below the cap (the policy
+    checks this). The values still in the window, in order of first sight,
+    are the evidence sample of alerts.
+
+The window "ending at the event time" is the bucket of the newest event seen
+for the key and the ``buckets - 1`` before it, so a window of 60 s in 6
+buckets spans between 50 and 60 s. Bounded disorder is tolerated: an event
+older than the newest one goes into its own bucket as long as that bucket is
+still in the window; an event older than the window's start is dropped and
+counted in ``stats.late``.
+
+Memory is bounded twice. ``max_keys`` caps the keys of a store; when it is
+reached the least recently advanced keys are evicted, a small batch at a time
+(dicts keep insertion order and keys move to the end when their window
+advances, so the front holds the keys idle the longest; batching keeps the
+cost of skipping the dict's deleted slots amortised). Eviction forgets
+everything about a key, its quiet period included, so under memory pressure
+a rule may fire again for a key early. Keys whose window has passed are
+dropped when touched, and by a sweep that runs each time event time has
+advanced by one window length; the sweep drops keys idle for two window
+lengths (one of idleness, one of tolerated disorder), so that an event that
+arrives late, but inside its key's window, still finds the key's earlier
+events. The sweep never drops a key whose ``quiet_until`` (the event time
+until which the owning rule stays silent for it) lies ahead. Every key that
+was changed, evicted or expired is recorded in ``touched`` so that callers
+can write or delete its exported state.
+
+The sweep trusts event time: a single event stamped far in the future makes
+the store forget keys early. Parsers are expected to refuse absurd stamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+# Distinct values are cut to this length before they are kept: they are
+# attacker-controlled (user names), and two values this long that differ only
+# further on are not worth telling apart.
+VALUE_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """The shape of one store: window length, bucket count and field names."""
+
+    seconds: int
+    buckets: int
+    counts: tuple[str, ...] = ()
+    distincts: tuple[str, ...] = ()
+    distinct_cap: int = 256
+    times: int = 5
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.buckets <= 0:
+            raise ValueError("window seconds and buckets must be positive")
+        if self.seconds % self.buckets:
+            raise ValueError(
+                f"window of {self.seconds} s does not divide into {self.buckets} buckets"
+            )
+        if self.distinct_cap <= 0 or self.times < 0:
+            raise ValueError("distinct_cap must be positive and times not negative")
+
+    @property
+    def bucket_seconds(self) -> int:
+        return self.seconds // self.buckets
+
+    def bucket_of(self, epoch: float) -> int:
+        return int(epoch // self.bucket_seconds)
+
+
+class KeyWindow:
+    """The state of one key. Small on purpose: there may be a million of them.
+
+    ``counts`` is a ring of ``buckets`` rows of ``len(spec.counts)`` integers,
+    row ``b % buckets`` holding absolute bucket ``b``; ``head`` is the newest
+    bucket. ``distinct[i]`` maps the values of distinct field ``i`` to the last
+    bucket they were seen in (None when the spec has no distinct field).
+    ``times`` holds up to ``spec.times`` event times the rule chose to note as
+    evidence (see :meth:`WindowStore.note_time`); None until the first.
+    """
+
+    __slots__ = ("counts", "distinct", "head", "quiet_until", "times")
+
+    def __init__(self, head: int, counts: list[int], distinct: list[dict[str, int]] | None) -> None:
+        self.head = head
+        self.counts = counts
+        self.distinct = distinct
+        self.times: list[float] | None = None
+        self.quiet_until = 0.0
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters of one store, for metrics and the replay summary."""
+
+    events: int = 0
+    late: int = 0
+    evicted: int = 0
+    expired: int = 0
+
+
+class WindowStore:
+    """All keys of one kind (accounts or IPs) for one rule's window shape."""
+
+    def __init__(self, spec: WindowSpec, max_keys: int) -> None:
+        if max_keys <= 0:
+            raise ValueError("max_keys must be positive")
+        self.spec = spec
+        self.max_keys = max_keys
+        self.stats = StoreStats()
+        self.touched: set[str] = set()
+        self._keys: dict[str, KeyWindow] = {}
+        self._fields = len(spec.counts)
+        self._clock = float("-inf")
+        self._next_sweep = float("-inf")
+        self._evict_batch = max(1, max_keys // 100)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def get(self, key: str) -> KeyWindow | None:
+        return self._keys.get(key)
+
+    def observe(
+        self,
+        key: str,
+        epoch: float,
+        counts: Sequence[int] = (),
+        values: Sequence[str | None] = (),
+        create: bool = True,
+    ) -> KeyWindow | None:
+        """Add one event to ``key``; return its window, or None if the event was too late.
+
+        ``counts`` are the increments of the count fields and ``values`` the
+        values of the distinct fields (None: no value), both in spec order.
+        With ``create=False`` an event for a key the store does not hold is
+        ignored (None), so that common events only add to keys that matter.
+        """
+        spec = self.spec
+        bucket = spec.bucket_of(epoch)
+        if epoch > self._clock:
+            self._clock = epoch
+            if epoch >= self._next_sweep:
+                self.sweep(epoch)
+        window = self._keys.get(key)
+        if window is None:
+            if not create:
+                return None
+            if len(self._keys) >= self.max_keys:
+                self._evict()
+            window = self._new_window(bucket)
+            self._keys[key] = window
+        elif bucket > window.head:
+            self._advance(window, bucket)
+            # Move to the end so the dict's order follows the last event time.
+            del self._keys[key]
+            self._keys[key] = window
+        elif bucket <= window.head - spec.buckets:
+            self.stats.late += 1
+            return None
+        self.stats.events += 1
+        self.touched.add(key)
+        if counts:
+            row = (bucket % spec.buckets) * self._fields
+            ring = window.counts
+            for index, increment in enumerate(counts):
+                ring[row + index] += increment
+        if values:
+            self._add_values(window, bucket, values)
+        return window
+
+    def note_time(self, window: KeyWindow, epoch: float) -> None:
+        """Keep ``epoch`` among the key's latest ``spec.times`` evidence times.
+
+        Rules call this only once a key nears its threshold, so that the many
+        keys that never get there pay nothing for evidence they will not use.
+        """
+        if not self.spec.times:
+            return
+        times = window.times
+        if times is None:
+            window.times = [epoch]
+            return
+        times.append(epoch)
+        if len(times) > self.spec.times:
+            del times[0]
+
+    def total(self, window: KeyWindow, field: int) -> int:
+        """The sum of count field ``field`` over the window."""
+        return sum(window.counts[field :: self._fields]) if self._fields else 0
+
+    def distinct_count(self, window: KeyWindow, field: int) -> int:
+        """How many distinct values of field ``field`` are in the window (saturates at the cap)."""
+        return len(window.distinct[field]) if window.distinct else 0
+
+    def has_value(self, window: KeyWindow, field: int, value: str) -> bool:
+        """Whether ``value`` is among the values of distinct field ``field`` in the window."""
+        distinct = window.distinct
+        return distinct is not None and value[:VALUE_CHARS] in distinct[field]
+
+    def samples(self, window: KeyWindow, field: int, limit: int = 10) -> list[str]:
+        """The first ``limit`` values of distinct field ``field`` still in the window."""
+        return list(islice(window.distinct[field], limit)) if window.distinct else []
+
+    def window_start(self, window: KeyWindow) -> float:
+        """Event time at which the oldest bucket of the window begins."""
+        return float((window.head - self.spec.buckets + 1) * self.spec.bucket_seconds)
+
+    def recent_times(self, window: KeyWindow) -> list[float]:
+        """The noted event times of the key that are still in the window, oldest first."""
+        start = self.window_start(window)
+        return sorted(t for t in window.times or () if t >= start)
+
+    def sweep(self, now: float) -> None:
+        """Drop keys idle for two windows before ``now`` and not in a quiet period.
+
+        Scans from the front (idle the longest) and stops at the first key
+        still live, so the cost follows what expires.
+        """
+        self._next_sweep = now + self.spec.seconds
+        oldest_live = self.spec.bucket_of(now) - 2 * self.spec.buckets
+        expired: list[str] = []
+        for key, window in self._keys.items():
+            if window.head > oldest_live:
+                break
+            if window.quiet_until <= now:
+                expired.append(key)
+        for key in expired:
+            del self._keys[key]
+            self.touched.add(key)
+        self.stats.expired += len(expired)
+
+    def _evict(self) -> None:
+        victims = list(islice(self._keys, self._evict_batch))
+        for key in victims:
+            del self._keys[key]
+            self.touched.add(key)
+        self.stats.evicted += len(victims)
+
+    def _new_window(self, head: int) -> KeyWindow:
+        distincts = len(self.spec.distincts)
+        distinct: list[dict[str, int]] | None = None
+        if distincts == 1:
+            distinct = [{}]
+        elif distincts:
+            distinct = [{} for _ in range(distincts)]
+        return KeyWindow(head, [0] * (self.spec.buckets * self._fields), distinct)
+
+    def _advance(self, window: KeyWindow, bucket: int) -> None:
+        spec = self.spec
+        fields = self._fields
+        ring = window.counts
+        if bucket - window.head >= spec.buckets:
+            for index in range(len(ring)):
+                ring[index] = 0
+        else:
+            for passed in range(window.head + 1, bucket + 1):
+                row = (passed % spec.buckets) * fields
+                for index in range(row, row + fields):
+                    ring[index] = 0
+        window.head = bucket
+        if window.distinct:
+            oldest_live = bucket - spec.buckets
+            for seen in window.distinct:
+                stale = [value for value, last in seen.items() if last <= oldest_live]
+                for value in stale:
+                    del seen[value]
+
+    def _add_values(self, window: KeyWindow, bucket: int, values: Sequence[str | None]) -> None:
+        assert window.distinct is not None
+        cap = self.spec.distinct_cap
+        for field, value in enumerate(values):
+            if value is None:
+                continue
+            seen = window.distinct[field]
+            value = value[:VALUE_CHARS]
+            last = seen.get(value)
+            if last is not None:
+                if bucket > last:
+                    seen[value] = bucket
+                continue
+            if len(seen) >= cap:
+                # Saturated: keep the values seen most recently.
+                oldest_value, oldest_bucket = min(seen.items(), key=lambda item: item[1])
+                if oldest_bucket >= bucket:
+                    continue
+                del seen[oldest_value]
+            seen[value] = bucket
+
+    # -- export / import, for Faust tables ---------------------------------
+
+    def export_key(self, key: str) -> dict[str, Any] | None:
+        """The state of ``key`` as plain JSON-able lists, or None if the store has none."""
+        window = self._keys.get(key)
+        if window is None:
+            return None
+        spec = self.spec
+        return {
+            "geometry": [spec.buckets, spec.bucket_seconds, self._fields, len(spec.distincts)],
+            "head": window.head,
+            "counts": list(window.counts),
+            "distinct": [
+                [[value, last] for value, last in seen.items()] for seen in window.distinct or []
+            ],
+            "times": list(window.times or ()),
+            "quiet_until": window.quiet_until,
+        }
+
+    def import_key(self, key: str, data: dict[str, Any]) -> None:
+        """Restore ``key`` from :meth:`export_key` output.
+
+        State written under another window shape (the policy changed) keeps
+        only its quiet period: its buckets mean something else now.
+        """
+        try:
+            window = self._decode(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed window state for key {key!r}: {exc}") from exc
+        if key not in self._keys and len(self._keys) >= self.max_keys:
+            self._evict()
+        self._keys.pop(key, None)
+        self._keys[key] = window
+
+    def _decode(self, data: dict[str, Any]) -> KeyWindow:
+        spec = self.spec
+        geometry = [int(x) for x in data["geometry"]]
+        if len(geometry) != 4 or geometry[1] <= 0:
+            raise ValueError("geometry must be [buckets, bucket seconds, counts, distincts]")
+        head_epoch = int(data["head"]) * geometry[1]
+        window = self._new_window(spec.bucket_of(head_epoch))
+        window.quiet_until = float(data["quiet_until"])
+        if geometry != [spec.buckets, spec.bucket_seconds, self._fields, len(spec.distincts)]:
+            return window
+        counts = [int(x) for x in data["counts"]]
+        if len(counts) != len(window.counts):
+            raise ValueError("counts do not match the geometry")
+        window.counts = counts
+        if window.distinct is not None:
+            distinct = data["distinct"]
+            if len(distinct) != len(window.distinct):
+                raise ValueError("distinct fields do not match the geometry")
+            for field, pairs in enumerate(distinct):
+                window.distinct[field] = {str(value): int(last) for value, last in pairs}
+        times = [float(t) for t in data["times"]][-spec.times :] if spec.times else []
+        window.times = times or None
+        return window

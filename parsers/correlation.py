@@ -1,0 +1,245 @@
+"""The small per-host state that ties log lines together.
+
+- Postfix queue id -> the submitting SASL account, client address and TLS
+  version (so deliveries, bounces and queue lines name the account);
+- Postfix smtpd session (program + pid, between ``connect from`` and
+  ``disconnect from``) -> client address, TLS version, account, failed AUTHs;
+- Dovecot login session id -> account, address, TLS, protocol (for logouts)
+  and its main process pid (for ``Killed with signal 15``);
+- recent failed authentications, to count one attempt once when several
+  programs log it (see :class:`FailedAttempts`).
+
+Every map is bounded twice: a maximum number of entries (least recently used
+goes first) and an expiry measured in event time, never on the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# How long records wait for their echo from another program. Dovecot logs the
+# passdb failure, waits auth_failure_delay (2 s by default), then answers
+# Postfix; the auth penalty is served before the lookup, so the gap stays small.
+ECHO_WINDOW = 10.0
+
+
+class BoundedMap(Generic[K, V]):
+    """A least-recently-used map with a size limit and an event-time expiry."""
+
+    __slots__ = ("_entries", "_max_size", "_ttl", "_writes")
+
+    # every this many writes, expired entries are retired from the old end
+    SWEEP_EVERY = 64
+
+    def __init__(self, max_size: int, ttl: float) -> None:
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._max_size = max_size
+        self._ttl = ttl
+        self._writes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K, now: float) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now - entry[0] > self._ttl:
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def touch(self, key: K, now: float) -> V | None:
+        """Like :meth:`get`, and count this as a use (it moves to the young end)."""
+        value = self.get(key, now)
+        if value is not None:
+            self._entries[key] = (max(now, self._entries[key][0]), value)
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V, now: float) -> None:
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)
+        entries[key] = (now, value)
+        if len(entries) > self._max_size:
+            entries.popitem(last=False)
+        self._writes += 1
+        if self._writes >= self.SWEEP_EVERY:
+            self._writes = 0
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        """Retire the entries not used for longer than the expiry, oldest first."""
+        entries = self._entries
+        horizon = now - self._ttl
+        while entries:
+            key = next(iter(entries))
+            if entries[key][0] >= horizon:
+                break
+            del entries[key]
+
+    def pop(self, key: K) -> V | None:
+        entry = self._entries.pop(key, None)
+        return None if entry is None else entry[1]
+
+
+@dataclass(slots=True)
+class SmtpdSession:
+    """One client connection to one smtpd process."""
+
+    client_ip: str | None
+    tls: str | None = None
+    user: str | None = None
+    auth_reported: bool = False
+    failures: int = 0
+    hold_pending: bool = False
+
+    @property
+    def tls_state(self) -> str:
+        """The negotiated version, or ``none``: Postfix logs every handshake when it happens."""
+        return self.tls or "none"
+
+
+@dataclass(slots=True)
+class QueuedMessage:
+    """What is known about a Postfix queue id."""
+
+    user: str | None
+    client_ip: str | None
+    tls: str | None
+    protocol: str | None
+    sender: str | None = None
+    # for a bounce or delay notice: the queue id of the message it reports on
+    notice_of: str | None = None
+    notice_kind: str | None = None
+    queued_before: bool = False
+
+
+@dataclass(slots=True)
+class LoginSession:
+    """A Dovecot login (``Login: user=<...>, ..., session=<id>``)."""
+
+    user: str | None
+    client_ip: str | None
+    tls: str | None
+    protocol: str | None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    epoch: float
+    user: str | None
+    sources: set[str]
+    in_login_session: bool
+    summarized: bool = False
+
+
+def same_account(first: str | None, second: str | None) -> bool:
+    """Whether two logged names can be the same account (case, realm added or not)."""
+    if first is None or second is None:
+        return True
+    a, b = first.casefold(), second.casefold()
+    if a == b:
+        return True
+    if ("@" in a) == ("@" in b):
+        return False
+    return a.partition("@")[0] == b.partition("@")[0]
+
+
+class FailedAttempts:
+    """Recent failed authentications by client address, to count each attempt once.
+
+    The rule is "first record wins": the first line that reports a failed
+    attempt is the canonical ``auth`` event; a later line from *another*
+    program that reports a failure for the same address and a compatible
+    account within :data:`ECHO_WINDOW` seconds joins that attempt and becomes
+    ``auth_echo``. Each program contributes at most one record per attempt,
+    so N failures logged by both Postfix and Dovecot still give N attempts,
+    whichever daemon's line comes first. Dovecot lines of an IMAP/POP3 login
+    session (they carry ``<session>``) are never joined with Postfix SASL
+    lines: those never carry a session.
+    """
+
+    SMTPD = "smtpd"
+    DOVECOT = "dovecot"
+    PAM = "pam"
+    CYRUS = "cyrus"
+
+    def __init__(self, max_addresses: int = 100_000, per_address: int = 32) -> None:
+        self._by_ip: BoundedMap[str, deque[_Attempt]] = BoundedMap(max_addresses, ECHO_WINDOW * 6)
+        self._per_address = per_address
+
+    def record(
+        self, ip: str, user: str | None, source: str, epoch: float, in_login_session: bool
+    ) -> tuple[bool, frozenset[str]]:
+        """Record one failure.
+
+        Returns whether it is a new attempt (False: it echoes one already
+        counted) and which programs had already logged that attempt.
+        """
+        attempts = self._by_ip.touch(ip, epoch)
+        if attempts is None:
+            attempts = deque(maxlen=self._per_address)
+            self._by_ip.put(ip, attempts, epoch)
+        for attempt in attempts:
+            if (
+                source not in attempt.sources
+                and abs(epoch - attempt.epoch) <= ECHO_WINDOW
+                and same_account(user, attempt.user)
+                and not (source == self.SMTPD and attempt.in_login_session)
+                and not (in_login_session and self.SMTPD in attempt.sources)
+            ):
+                earlier = frozenset(attempt.sources)
+                attempt.sources.add(source)
+                if attempt.user is None:
+                    attempt.user = user
+                return False, earlier
+        attempts.append(_Attempt(epoch, user, {source}, in_login_session))
+        return True, frozenset()
+
+    def claim_for_summary(self, ip: str, user: str | None, since: float, until: float) -> int:
+        """Mark Dovecot passdb failures seen for ``ip`` in [since, until] as summarized.
+
+        Used for a login summary line without a session id: it reports the
+        attempts that the auth process may already have logged one by one.
+        """
+        attempts = self._by_ip.get(ip, until)
+        if attempts is None:
+            return 0
+        claimed = 0
+        for attempt in attempts:
+            if (
+                not attempt.summarized
+                and self.DOVECOT in attempt.sources
+                and since - ECHO_WINDOW <= attempt.epoch <= until
+                and same_account(user, attempt.user)
+            ):
+                attempt.summarized = True
+                claimed += 1
+        return claimed
+
+
+@dataclass(slots=True)
+class HostState:
+    """All correlation state of one mail host."""
+
+    smtpd: BoundedMap[str, SmtpdSession] = field(default_factory=lambda: BoundedMap(20_000, 3600.0))
+    queue: BoundedMap[str, QueuedMessage] = field(
+        default_factory=lambda: BoundedMap(200_000, 6 * 86400.0)
+    )
+    logins: BoundedMap[str, LoginSession] = field(
+        default_factory=lambda: BoundedMap(100_000, 2 * 86400.0)
+    )
+    login_pids: BoundedMap[str, str] = field(
+        default_factory=lambda: BoundedMap(100_000, 2 * 86400.0)
+    )
+    session_failures: BoundedMap[str, int] = field(
+        default_factory=lambda: BoundedMap(100_000, 3600.0)
+    )
+    failures: FailedAttempts = field(default_factory=FailedAttempts)

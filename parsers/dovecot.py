@@ -1,0 +1,577 @@
+"""Dovecot: logins, login summaries, passdb failures, logouts and kicks.
+
+Both log layouts are read: Dovecot's own file (``imap-login: Info: Login:
+...``, no host) and syslog (``host dovecot[123]: imap-login: Login: ...``,
+usually no level word). Versions 2.2 to 2.4 are covered (``Aborted login
+(auth failed, N attempts)``, ``Disconnected: ... (auth failed, N attempts in
+M secs)``, 2.4's ``Login aborted: ... (auth_failed)``, ``auth(user,ip,sasl:m)
+<session>: sql: Password mismatch``).
+
+Counting one attempt once (kind ``auth`` vs ``auth_echo``):
+
+- an auth process line naming a passdb result, ``passwd-file(user,ip,<session>):
+  Password mismatch`` (also ``pam``, ``sql``, ``ldap``, ``policy`` refusals),
+  is the canonical record of one attempt (``auth``, ``failure``);
+- the login process summary ``(auth failed, N attempts ...)`` is then an
+  ``auth_echo`` with ``attempts=N``. When the auth process logged fewer than
+  N failures for that session (``auth_verbose=no`` logs none), the summary is
+  an ``auth`` counting the missing ones (``attempts`` = N minus those seen);
+- an auth line without ``<session>`` comes from another SASL client, in
+  practice Postfix; it and Postfix's ``SASL ... authentication failed`` are
+  paired by :class:`parsers.correlation.FailedAttempts` (first line wins).
+
+Fields are read from Dovecot's fixed layout only. In login lines the user
+name comes first and is the only free text, so ``rip=`` is the last
+``, rip=`` field; in auth lines the identifier ``driver(user,ip[,master]
+[,<session>])`` is read from its right end, and a line where more than one
+reading is possible (a crafted user name or password holding ``,1.2.3.4):
+``) is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.events import Event
+from parsers.correlation import FailedAttempts, HostState, LoginSession
+from parsers.fields import normalize_ip
+from parsers.result import LineContext, ParseResult, emitted, failed, ignored
+
+SOURCE = "dovecot"
+
+LOGIN_PROCESSES = {
+    "imap-login": "imap",
+    "pop3-login": "pop3",
+    "submission-login": "submission",
+    "managesieve-login": "sieve",
+}
+MAIL_PROCESSES = {
+    "imap": "imap",
+    "pop3": "pop3",
+    "submission": "submission",
+    "managesieve": "sieve",
+    "lmtp": "lmtp",
+}
+AUTH_PROCESSES = frozenset({"auth", "auth-worker", "dovecot-auth"})
+SERVICE_PROCESSES = frozenset(
+    {
+        "master",
+        "stats",
+        "anvil",
+        "log",
+        "config",
+        "dict",
+        "dict-async",
+        "indexer",
+        "indexer-worker",
+        "doveadm",
+        "doveadm-server",
+        "replicator",
+        "aggregator",
+        "quota-status",
+        "imap-hibernate",
+        "imap-urlauth",
+        "imap-urlauth-login",
+        "imap-urlauth-worker",
+        "director",
+        "ssl-params",
+        "lda",
+        "dovecot-lda",
+        "old-stats",
+    }
+)
+_LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
+_PASSDB_FAILURES = (
+    "Password mismatch",
+    "password mismatch",
+    "unknown user",
+    "User not known",
+    "pam_authenticate() failed",
+    "invalid credentials",
+    "Invalid credentials",
+    "Authentication failure due to policy server refusal",
+    "Login failed",
+    "Invalid password",
+)
+_POLICY_MESSAGES = ("Policy check action is ", "Policy server ")
+_SECRET_MARKERS = (" (given password", " (SHA1 of given password", " (given password hash")
+
+
+def process_base(process: str) -> str:
+    """``imap(alice)<1><s>`` -> ``imap``; ``auth-worker(123)`` -> ``auth-worker``."""
+    for index, char in enumerate(process):
+        if char in "(<[":
+            return process[:index]
+    return process
+
+
+def is_dovecot_process(program: str) -> bool:
+    base = process_base(program)
+    return (
+        base in LOGIN_PROCESSES
+        or base in MAIL_PROCESSES
+        or base in AUTH_PROCESSES
+        or base in SERVICE_PROCESSES
+    )
+
+
+@dataclass(slots=True)
+class LoginFields:
+    """The ``user=<..>, method=.., rip=.., lip=.., mpid=.., TLS, session=<..>`` part."""
+
+    user: str | None = None
+    method: str | None = None
+    client_ip: str | None = None
+    rip_present: bool = False
+    mpid: str | None = None
+    session: str | None = None
+    tls: str | None = None
+    encrypted: bool = False
+
+
+def parse_login_fields(tail: str) -> LoginFields:
+    """Read the field list of a login process line (see the module docstring)."""
+    fields = LoginFields()
+    if tail.startswith("rip="):
+        front, back = "", tail
+    else:
+        rip_at = tail.rfind(", rip=")
+        if rip_at < 0:
+            front, back = tail, ""
+        else:
+            front, back = tail[:rip_at], tail[rip_at + 2 :]
+    method_at = front.rfind(", method=")
+    if method_at >= 0:
+        fields.method = front[method_at + 9 :] or None
+        front = front[:method_at]
+    elif front.startswith("method="):
+        fields.method = front[7:] or None
+        front = ""
+    if front.startswith("user=<") and front.endswith(">"):
+        fields.user = front[6:-1] or None
+    handshaking = False
+    version = None
+    for item in back.split(", "):
+        if item.startswith("rip="):
+            fields.rip_present = True
+            fields.client_ip = normalize_ip(item[4:])
+        elif item.startswith("mpid="):
+            fields.mpid = item[5:]
+        elif item.startswith("session=<") and item.endswith(">"):
+            fields.session = item[9:-1]
+        elif item == "TLS" or item.startswith("TLS: "):
+            fields.encrypted = True
+        elif item.startswith("TLS handshaking"):
+            handshaking = True
+        elif item.startswith(("TLSv", "SSLv")):
+            version = item.partition(" ")[0]
+    if version is not None:
+        fields.tls = version
+    elif not fields.encrypted and not handshaking:
+        fields.tls = "none"
+    return fields
+
+
+@dataclass(slots=True)
+class AuthIdentity:
+    """``driver(user,ip[,master][,<session>])`` or 2.4's ``auth(user,ip,sasl:mech)<session>``."""
+
+    user: str | None
+    client_ip: str | None
+    session: str | None
+    mech: str | None
+    message: str
+
+
+class AmbiguousIdentifier(ValueError):
+    """More than one reading of an auth identifier is possible."""
+
+
+def parse_auth_identifier(text: str) -> AuthIdentity | None:
+    """Read an identifier from ``text``, which starts just after ``driver(``.
+
+    Every ``)`` that could close the identifier (followed by ``: `` or by
+    ``<session>: ``) is tried; the identifier must end with a valid address
+    field. None when no reading fits; :class:`AmbiguousIdentifier` when more
+    than one does.
+    """
+    found: AuthIdentity | None = None
+    close = text.find(")")
+    while close >= 0:
+        candidate = _identity_at(text, close)
+        if candidate is not None:
+            if found is not None:
+                raise AmbiguousIdentifier("ambiguous auth identifier")
+            found = candidate
+        close = text.find(")", close + 1)
+    return found
+
+
+def _identity_at(text: str, close: int) -> AuthIdentity | None:
+    session = None
+    if text.startswith(": ", close + 1):
+        message_at = close + 3
+    elif text.startswith("<", close + 1):
+        end = text.find(">", close + 2)
+        if end < 0 or not text.startswith(": ", end + 1):
+            return None
+        session = text[close + 2 : end]
+        message_at = end + 3
+    else:
+        return None
+    inner = text[:close]
+    mech = None
+    head, sep, last = inner.rpartition(",")
+    while sep and last == "":
+        head, sep, last = head.rpartition(",")
+    if sep and last.startswith("<") and last.endswith(">"):
+        session = last[1:-1]
+        head, sep, last = head.rpartition(",")
+    if sep and last.startswith("sasl:"):
+        mech = last[5:].upper() or None
+        head, sep, last = head.rpartition(",")
+    if sep and last == "master":
+        head, sep, last = head.rpartition(",")
+    if not sep:
+        return None
+    ip = normalize_ip(last)
+    if ip is None:
+        return None
+    user = head if head and head != "?" else None
+    return AuthIdentity(user, ip, session or None, mech, text[message_at:])
+
+
+def _without_secrets(reason: str) -> str:
+    """Drop ``(given password: ...)`` and its hashes: a log must not spread passwords."""
+    for marker in _SECRET_MARKERS:
+        at = reason.find(marker)
+        if at >= 0:
+            reason = reason[:at]
+    return reason
+
+
+class DovecotParser:
+    """Parses Dovecot lines of one host."""
+
+    def __init__(self, state: HostState) -> None:
+        self._state = state
+
+    def _event(self, ctx: LineContext, kind: str, **values: object) -> Event:
+        return Event(
+            ts=ctx.ts,
+            epoch=ctx.epoch,
+            host=ctx.host,
+            source=SOURCE,
+            kind=kind,
+            origin=ctx.origin,
+            **values,  # type: ignore[arg-type]
+        )
+
+    def parse(self, ctx: LineContext) -> ParseResult | str:
+        """Parse one line; a PAM message logged by the auth process comes back as text."""
+        program, message = ctx.program, ctx.message
+        if program == "dovecot":
+            process, sep, rest = message.partition(": ")
+            if process == "dovecot" and sep:
+                process, sep, rest = rest.partition(": ")
+            if not sep:
+                return ignored("dovecot_other")
+        else:
+            process, rest = program, message
+        for level in _LEVELS:
+            if rest.startswith(level):
+                rest = rest[len(level) :]
+                break
+        base = process_base(process)
+        login_protocol = LOGIN_PROCESSES.get(base)
+        if login_protocol is not None:
+            return self._login_process(login_protocol, rest, ctx)
+        if base in AUTH_PROCESSES:
+            return self._auth_process(process, rest, ctx)
+        mail_protocol = MAIL_PROCESSES.get(base)
+        if mail_protocol is not None:
+            return self._mail_process(base, mail_protocol, process, rest, ctx)
+        if base in SERVICE_PROCESSES:
+            return ignored("dovecot_service")
+        return ignored("dovecot_other")
+
+    # -- login processes -------------------------------------------------
+
+    def _login_process(self, protocol: str, rest: str, ctx: LineContext) -> ParseResult:
+        if rest.startswith("Login: "):
+            return self._login(protocol, parse_login_fields(rest[7:]), ctx)
+        fields_at = rest.find(": user=<")
+        if fields_at < 0:
+            fields_at = rest.find(": method=")
+        if fields_at < 0:
+            fields_at = rest.find(": rip=")
+        if fields_at < 0:
+            if rest.startswith(("Disconnected", "Aborted login", "Login aborted")):
+                return failed("unrecognised dovecot login summary")
+            return ignored("dovecot_login_other")
+        head = rest[:fields_at]
+        fields = parse_login_fields(rest[fields_at + 2 :])
+        if fields.rip_present and fields.client_ip is None:
+            return failed("dovecot login line with an invalid rip")
+        failed_at = head.find("(auth failed, ")
+        if failed_at >= 0:
+            return self._summary(protocol, head, failed_at, fields, ctx)
+        if "(proxy dest auth failed)" in head:
+            return self._proxy_failure(protocol, head, fields, ctx)
+        if "(tried to use dis" in head:
+            kind = "protocol_error"
+        elif "SSL_accept() failed" in head or "(disconnected during TLS handshake)" in head:
+            kind = "tls"
+        else:
+            kind = "disconnect"
+        return emitted(
+            self._event(
+                ctx,
+                kind,
+                outcome="failure" if kind == "tls" else None,
+                protocol=protocol,
+                user=fields.user,
+                client_ip=fields.client_ip,
+                tls=fields.tls,
+                session=fields.session,
+                detail=head,
+            )
+        )
+
+    def _login(self, protocol: str, fields: LoginFields, ctx: LineContext) -> ParseResult:
+        if fields.client_ip is None and fields.rip_present:
+            return failed("dovecot login with an invalid rip")
+        if fields.session is not None:
+            self._state.logins.put(
+                fields.session,
+                LoginSession(fields.user, fields.client_ip, fields.tls, protocol),
+                ctx.epoch,
+            )
+            if fields.mpid is not None:
+                self._state.login_pids.put(fields.mpid, fields.session, ctx.epoch)
+        return emitted(
+            self._event(
+                ctx,
+                "auth",
+                outcome="success",
+                protocol=protocol,
+                user=fields.user,
+                client_ip=fields.client_ip,
+                tls=fields.tls,
+                mech=fields.method,
+                session=fields.session,
+                extra={"encrypted": True} if fields.tls is None and fields.encrypted else {},
+            )
+        )
+
+    def _summary(
+        self, protocol: str, head: str, failed_at: int, fields: LoginFields, ctx: LineContext
+    ) -> ParseResult:
+        numbers = head[failed_at + 14 :]
+        count_text, _, after = numbers.partition(" attempts")
+        if not count_text.isdigit():
+            return failed("unrecognised dovecot login summary")
+        attempts = int(count_text)
+        seconds = 0
+        if after.startswith(" in "):
+            seconds_text = after[4:].partition(" secs")[0]
+            if seconds_text.isdigit():
+                seconds = int(seconds_text)
+        if fields.session is not None:
+            seen = self._state.session_failures.pop(fields.session) or 0
+        elif fields.client_ip is not None:
+            seen = self._state.failures.claim_for_summary(
+                fields.client_ip, fields.user, ctx.epoch - seconds, ctx.epoch
+            )
+        else:
+            seen = 0
+        echo = seen >= attempts
+        return emitted(
+            self._event(
+                ctx,
+                "auth_echo" if echo else "auth",
+                outcome="failure",
+                protocol=protocol,
+                user=fields.user,
+                client_ip=fields.client_ip,
+                tls=fields.tls,
+                mech=fields.method,
+                session=fields.session,
+                attempts=attempts if echo else attempts - seen,
+                detail=head,
+            )
+        )
+
+    def _proxy_failure(
+        self, protocol: str, head: str, fields: LoginFields, ctx: LineContext
+    ) -> ParseResult:
+        seen = 0
+        if fields.session is not None:
+            seen = self._state.session_failures.pop(fields.session) or 0
+        return emitted(
+            self._event(
+                ctx,
+                "auth_echo" if seen else "auth",
+                outcome="failure",
+                protocol=protocol,
+                user=fields.user,
+                client_ip=fields.client_ip,
+                tls=fields.tls,
+                mech=fields.method,
+                session=fields.session,
+                attempts=1,
+                detail=head,
+            )
+        )
+
+    # -- auth processes --------------------------------------------------
+
+    def _auth_process(self, process: str, rest: str, ctx: LineContext) -> ParseResult | str:
+        if process.startswith("auth(") and "," in process:
+            # 2.4 and late 2.3 event prefix: auth(user,ip,sasl:mech)<session>: sql: ...
+            return self._passdb(process[5:] + ": " + rest, ctx, strip_driver=True)
+        if rest.startswith("conn unix:"):
+            worker_at = rest.find(": auth-worker<")
+            if worker_at < 0:
+                return ignored("dovecot_auth_other")
+            end = rest.find(">: ", worker_at)
+            if end < 0:
+                return ignored("dovecot_auth_other")
+            rest = rest[end + 3 :]
+        elif rest.startswith("auth-worker<"):
+            end = rest.find(">: ")
+            if end < 0:
+                return ignored("dovecot_auth_other")
+            rest = rest[end + 3 :]
+        if rest.startswith(("pam_unix", "(pam_unix)", "pam_")):
+            return rest
+        open_paren = rest.find("(")
+        if open_paren <= 0 or not rest[:open_paren].replace("-", "").replace("_", "").isalnum():
+            if rest.startswith("auth client ") and " disconnected with " in rest:
+                return ignored("auth_client_disconnected")
+            return ignored("dovecot_auth_other")
+        return self._passdb(rest[open_paren + 1 :], ctx, strip_driver=False)
+
+    def _passdb(self, text: str, ctx: LineContext, strip_driver: bool) -> ParseResult:
+        try:
+            identity = parse_auth_identifier(text)
+        except AmbiguousIdentifier as exc:
+            return failed(str(exc))
+        if identity is None:
+            return ignored("dovecot_auth_other")
+        message = identity.message
+        if strip_driver:
+            driver, sep, after = message.partition(": ")
+            if sep and driver.replace("-", "").isalnum():
+                message = after
+        if message.startswith(_POLICY_MESSAGES):
+            return emitted(
+                self._event(
+                    ctx,
+                    "policy",
+                    user=identity.user,
+                    client_ip=identity.client_ip,
+                    session=identity.session,
+                    detail=message,
+                )
+            )
+        if not message.startswith(_PASSDB_FAILURES):
+            return ignored("dovecot_auth_other")
+        return emitted(self._passdb_failure(identity, _without_secrets(message), ctx))
+
+    def _passdb_failure(self, identity: AuthIdentity, reason: str, ctx: LineContext) -> Event:
+        session = identity.session
+        protocol = None
+        tls = None
+        if session is not None:
+            count = self._state.session_failures.get(session, ctx.epoch) or 0
+            self._state.session_failures.put(session, count + 1, ctx.epoch)
+            login = self._state.logins.get(session, ctx.epoch)
+            if login is not None:
+                protocol, tls = login.protocol, login.tls
+        canonical = True
+        if identity.client_ip is not None:
+            canonical, earlier = self._state.failures.record(
+                identity.client_ip,
+                identity.user,
+                FailedAttempts.DOVECOT,
+                ctx.epoch,
+                in_login_session=session is not None,
+            )
+            if FailedAttempts.SMTPD in earlier:
+                protocol = "smtp"
+        return self._event(
+            ctx,
+            "auth" if canonical else "auth_echo",
+            outcome="failure",
+            protocol=protocol,
+            user=identity.user,
+            client_ip=identity.client_ip,
+            tls=tls,
+            mech=identity.mech,
+            session=session,
+            reason=reason,
+        )
+
+    # -- mail processes ----------------------------------------------------
+
+    def _mail_process(
+        self, base: str, protocol: str, process: str, rest: str, ctx: LineContext
+    ) -> ParseResult:
+        inner, groups = _split_process(base, process)
+        if inner is None:
+            return ignored("dovecot_mail_process")
+        if rest.startswith("Killed with signal ") and inner.isdigit():
+            return self._kick(inner, protocol, rest, ctx)
+        if base == "lmtp":
+            return ignored("dovecot_lmtp")
+        if rest.startswith(("Disconnected", "Connection closed", "Logged out")):
+            session = groups[1] if len(groups) >= 2 else None
+            login = self._state.logins.pop(session) if session is not None else None
+            if groups:
+                self._state.login_pids.pop(groups[0])
+            return emitted(
+                self._event(
+                    ctx,
+                    "logout",
+                    protocol=protocol,
+                    user=inner or None,
+                    client_ip=login.client_ip if login is not None else None,
+                    tls=login.tls if login is not None else None,
+                    session=session,
+                    detail=rest.partition(" in=")[0].partition(" top=")[0],
+                )
+            )
+        return ignored("dovecot_mail_process")
+
+    def _kick(self, pid: str, protocol: str, rest: str, ctx: LineContext) -> ParseResult:
+        session = self._state.login_pids.get(pid, ctx.epoch)
+        login = self._state.logins.get(session, ctx.epoch) if session is not None else None
+        return emitted(
+            self._event(
+                ctx,
+                "kick",
+                protocol=protocol,
+                user=login.user if login is not None else None,
+                client_ip=login.client_ip if login is not None else None,
+                tls=login.tls if login is not None else None,
+                session=session,
+                detail=rest,
+                extra={"pid": pid},
+            )
+        )
+
+
+def _split_process(base: str, process: str) -> tuple[str | None, list[str]]:
+    """``imap(alice)<17745><sKHn>`` -> (``alice``, [``17745``, ``sKHn``])."""
+    groups: list[str] = []
+    text = process
+    while text.endswith(">"):
+        opening = text.rfind("<")
+        if opening < 0:
+            break
+        groups.insert(0, text[opening + 1 : -1])
+        text = text[:opening]
+    if not (text.startswith("(", len(base)) and text.endswith(")")):
+        return None, groups
+    return text[len(base) + 1 : -1], groups

@@ -1,0 +1,154 @@
+"""The ``[adapters]`` part of the mailwarden config file.
+
+It lives in the same TOML file as the broker and topic settings
+(``mailwarden.config``), which ignores it; every key is optional::
+
+    [adapters]
+    idle_timeout = 330          # seconds; longer than Postfix's 300 s max_idle
+    max_connections = 1000
+
+    [adapters.smtp_responses]   # the Postfix verdict per action: REJECT, DEFER, HOLD, DUNNO
+    suspend_smtp = "REJECT"
+    suspend_login = "REJECT"
+    block_ip = "REJECT"
+
+    [adapters.postfix_policy]
+    listen = "127.0.0.1:10040"
+
+    [adapters.socketmap]
+    listen = "127.0.0.1:10041"
+    isolation_transport = "isolated:"
+
+    [adapters.dovecot_policy]
+    listen = "127.0.0.1:10042"
+    basic_auth_file = "dovecot-policy.auth"   # one line "user:password"; or basic_auth = "..."
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailwarden.config import ConfigError
+from models.enforcement import DEFAULT_SMTP_RESPONSES, Verdict, smtp_responses
+from streams.adapters.dovecot_policy import basic_authorization
+from streams.adapters.socketmap import DEFAULT_ISOLATION_TRANSPORT, validate_transport
+from streams.adapters.tcp import ConnectionLimits, parse_listen
+
+SECTIONS = {
+    "": {"idle_timeout", "max_connections", "smtp_responses"},
+    "postfix_policy": {"listen"},
+    "socketmap": {"listen", "isolation_transport"},
+    "dovecot_policy": {"listen", "basic_auth", "basic_auth_file"},
+}
+SUBSECTIONS = frozenset(name for name in SECTIONS if name)
+
+
+@dataclass(slots=True, frozen=True)
+class AdapterSettings:
+    smtp_responses: Mapping[str, Verdict] = field(
+        default_factory=lambda: dict(DEFAULT_SMTP_RESPONSES)
+    )
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    postfix_policy_listen: str = "127.0.0.1:10040"
+    socketmap_listen: str = "127.0.0.1:10041"
+    dovecot_policy_listen: str = "127.0.0.1:10042"
+    isolation_transport: str = DEFAULT_ISOLATION_TRANSPORT
+    # The Authorization header Dovecot must send, when set.
+    dovecot_authorization: str | None = None
+
+
+def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[adapters.{name}] must be a table")
+    return value
+
+
+def _check_keys(where: str, values: Mapping[str, Any], known: set[str]) -> None:
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
+
+
+def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
+    """Validate the ``[adapters]`` table; ``base`` resolves relative file names."""
+    section = raw.get("adapters", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[adapters] must be a table")
+    _check_keys("adapters", section, SECTIONS[""] | SUBSECTIONS)
+    policy = _table(section, "postfix_policy")
+    socketmap = _table(section, "socketmap")
+    dovecot = _table(section, "dovecot_policy")
+    for name, values in (
+        ("postfix_policy", policy),
+        ("socketmap", socketmap),
+        ("dovecot_policy", dovecot),
+    ):
+        _check_keys(f"adapters.{name}", values, SECTIONS[name])
+    defaults = AdapterSettings()
+    try:
+        responses = smtp_responses(_table(section, "smtp_responses"))
+        limits = ConnectionLimits(
+            idle_timeout=float(section.get("idle_timeout", defaults.limits.idle_timeout)),
+            max_connections=int(section.get("max_connections", defaults.limits.max_connections)),
+        )
+        listens = [
+            str(values.get("listen", default))
+            for values, default in (
+                (policy, defaults.postfix_policy_listen),
+                (socketmap, defaults.socketmap_listen),
+                (dovecot, defaults.dovecot_policy_listen),
+            )
+        ]
+        for listen in listens:
+            parse_listen(listen)
+        transport = validate_transport(
+            str(socketmap.get("isolation_transport", defaults.isolation_transport))
+        )
+        authorization = _authorization(dovecot, base)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[adapters]: {exc}") from exc
+    if limits.idle_timeout <= 0 or limits.max_connections <= 0:
+        raise ConfigError("[adapters] idle_timeout and max_connections must be positive")
+    return AdapterSettings(
+        smtp_responses=responses,
+        limits=limits,
+        postfix_policy_listen=listens[0],
+        socketmap_listen=listens[1],
+        dovecot_policy_listen=listens[2],
+        isolation_transport=transport,
+        dovecot_authorization=authorization,
+    )
+
+
+def _authorization(dovecot: Mapping[str, Any], base: Path) -> str | None:
+    if "basic_auth" in dovecot and "basic_auth_file" in dovecot:
+        raise ValueError("set basic_auth or basic_auth_file, not both")
+    if "basic_auth_file" in dovecot:
+        path = base / str(dovecot["basic_auth_file"])
+        try:
+            credentials = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read basic_auth_file {path}: {exc}") from exc
+        return basic_authorization(credentials)
+    if "basic_auth" in dovecot:
+        return basic_authorization(str(dovecot["basic_auth"]))
+    return None
+
+
+def load_adapter_settings(path: str | Path | None) -> AdapterSettings:
+    """The adapter settings of a config file (all defaults without one)."""
+    if path is None:
+        return AdapterSettings()
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
+    return adapter_settings(raw, file.resolve().parent)

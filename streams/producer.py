@@ -1,0 +1,210 @@
+"""The idempotent producer mailwarden programs publish with, and sends that survive outages.
+
+Records are produced with ``acks=all`` and idempotence on, so a retry inside
+the client never duplicates a record. What the client gives up on (a batch
+that expired while the broker was away) comes back as a failed
+:class:`PendingSend`, and :class:`ResilientSender` sends it again: a broker
+outage delays records, it does not drop them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+log = logging.getLogger(__name__)
+
+# Broker limit for one record (message.max.bytes default, 1 MiB) with room to spare.
+MAX_RECORD_BYTES = 1_000_000
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class PendingSend:
+    """A record handed to the producer, and the future of its acknowledgement."""
+
+    record: Record
+    future: asyncio.Future[Any] | None = None
+    attempts: int = 0
+    replaced: bool = False
+    abandoned: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        """Acknowledged by the broker, or given up on after an error was logged."""
+        if self.abandoned:
+            return True
+        future = self.future
+        return (
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is None
+        )
+
+
+def new_producer(
+    bootstrap: str,
+    *,
+    client_id: str,
+    linger_ms: int = 5,
+    request_timeout_ms: int = 30_000,
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=linger_ms,
+        request_timeout_ms=request_timeout_ms,
+        max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+    )
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Errors that pass when the broker is back, as opposed to a record the broker refuses."""
+    if isinstance(exc, KafkaTimeoutError | asyncio.CancelledError):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
+async def start_producer(
+    factory: Callable[[], AIOKafkaProducer],
+    bootstrap: str,
+    stop: asyncio.Event,
+    retry_every: float = 2.0,
+) -> AIOKafkaProducer | None:
+    """Start a producer, retrying while the broker is unreachable; None if stopped first."""
+    warned = False
+    while not stop.is_set():
+        producer = factory()
+        try:
+            await producer.start()
+            if warned:
+                log.info("broker %s is reachable again", bootstrap)
+            return producer
+        except KafkaError as exc:
+            await producer.stop()
+            if not warned:
+                log.warning("broker %s unavailable (%s); retrying", bootstrap, exc)
+            warned = True
+        try:
+            await asyncio.wait_for(stop.wait(), retry_every)
+        except TimeoutError:
+            continue
+    return None
+
+
+@dataclass(slots=True)
+class SendStats:
+    sent: int = 0
+    resent: int = 0
+    refused: int = 0
+    last_failure: str | None = None
+    failing_since: float | None = None
+
+
+@dataclass
+class ResilientSender:
+    """Send records, re-sending those whose delivery failed for a retriable reason.
+
+    ``on_refused`` gets a record the broker will never take (too large, invalid
+    topic) and returns a replacement to send instead (a dead letter), or None.
+    """
+
+    producer: AIOKafkaProducer
+    on_refused: Callable[[Record, BaseException], Record | None]
+    clock: Callable[[], float] = time.monotonic
+    retry_pause: float = 1.0
+    stats: SendStats = field(default_factory=SendStats)
+    _retry: asyncio.Queue[PendingSend] = field(default_factory=asyncio.Queue, init=False)
+
+    async def send(self, record: Record) -> PendingSend:
+        pending = PendingSend(record)
+        await self._submit(pending)
+        return pending
+
+    async def _submit(self, pending: PendingSend) -> None:
+        """Hand the record to the producer, waiting out an unreachable broker."""
+        while True:
+            record = pending.record
+            try:
+                future = await self.producer.send(record.topic, record.value, key=record.key)
+            except Exception as exc:
+                if not is_retriable(exc):
+                    if self._refused(pending, exc):
+                        continue
+                    return
+                self._failing(exc)
+                await asyncio.sleep(self.retry_pause)
+                continue
+            pending.attempts += 1
+            pending.future = future
+            future.add_done_callback(lambda done, p=pending: self._on_done(p, done))
+            return
+
+    def _on_done(self, pending: PendingSend, future: asyncio.Future[Any]) -> None:
+        if future is not pending.future:
+            return
+        if future.cancelled():
+            self._retry.put_nowait(pending)
+            return
+        exc = future.exception()
+        if exc is None:
+            self.stats.sent += 1
+            self.stats.failing_since = None
+        elif is_retriable(exc):
+            self._failing(exc)
+            self._retry.put_nowait(pending)
+        elif self._refused(pending, exc):
+            self._retry.put_nowait(pending)
+
+    def _failing(self, exc: BaseException) -> None:
+        self.stats.last_failure = f"{type(exc).__name__}: {exc}"
+        if self.stats.failing_since is None:
+            self.stats.failing_since = self.clock()
+
+    def _refused(self, pending: PendingSend, exc: BaseException) -> bool:
+        """Swap a record the broker refuses for its replacement; False when there is none."""
+        self.stats.refused += 1
+        replacement = None if pending.replaced else self.on_refused(pending.record, exc)
+        if replacement is None:
+            log.error(
+                "the broker refused a record for %s and there is no replacement, giving up: %s",
+                pending.record.topic,
+                exc,
+            )
+            pending.abandoned = True
+            return False
+        pending.record = replacement
+        pending.replaced = True
+        return True
+
+    async def resend_failed(self) -> None:
+        """Run forever: send again every record whose delivery failed."""
+        while True:
+            batch = [await self._retry.get()]
+            while not self._retry.empty():
+                batch.append(self._retry.get_nowait())
+            if self.stats.failing_since is not None:
+                await asyncio.sleep(self.retry_pause)
+            for pending in batch:
+                self.stats.resent += 1
+                await self._submit(pending)
+
+    @property
+    def retrying(self) -> int:
+        return self._retry.qsize()

@@ -1,0 +1,387 @@
+"""``mailwarden worker``: the Faust app that runs the detector on the event topics.
+
+Two agents, one per rule scope:
+
+- on ``mail.events`` (keyed by account, else client IP) the ``account`` rules
+  run for events with a user, and every event with a client IP is forwarded
+  to ``mail.events.by-ip`` keyed by that IP;
+- on ``mail.events.by-ip`` the ``ip`` rules run.
+
+Each agent takes events in batches (``stream.take_events``), runs them
+through its own in-memory :class:`models.detector.Detector`, publishes the
+decisions (alerts to ``mail.alerts``, signed commands to ``mail.control``) and
+then writes the state of every key the batch touched, once, to a plain Faust
+table whose changelog Faust replays on recovery. Faust's windowed tables are
+not used: they expire by wall clock (see ``../shared/notes``); the detector's
+windows run on event time.
+
+The detector is a cache in front of the table: a key's state is imported from
+the table the first time the key is seen (after a start or a rebalance), and
+written back after every batch that touched it, so the two agree at every
+batch boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import click
+import faust
+import orjson
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from mailwarden.config import Config, ConfigError, load_config
+from models.commands import Command
+from models.detector import Detector
+from models.events import Event
+from models.policy import Policy, PolicyError, load_policy
+from models.rules import Decision
+from streams.deadletter import deadletter_json
+from streams.topics import TopicError, ensure_topics
+
+log = logging.getLogger(__name__)
+
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+STATS_EVERY = 60.0
+DEFAULT_APP_ID = "mailwarden"
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerSettings:
+    app_id: str = DEFAULT_APP_ID
+    batch_size: int = 1000
+    batch_within: float = 0.05
+
+
+@dataclass(slots=True, frozen=True)
+class Incoming:
+    """One record taken from an event topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class StateWrite:
+    """A key's exported state (None: the key has no state left) for its changelog partition."""
+
+    key: bytes
+    partition: int
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    decisions: list[Decision] = field(default_factory=list)
+    forward: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletters: list[bytes] = field(default_factory=list)
+    state: list[StateWrite] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScopeStats:
+    events: int = 0
+    alerts: int = 0
+    commands: int = 0
+    deadletters: int = 0
+    state_writes: int = 0
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class ScopeRunner:
+    """One scope's detector, fed in batches, with its state mirrored to a table.
+
+    ``stored_state`` looks a key up in the table. Kafka is not touched here:
+    the Faust agent hands records in and publishes what :meth:`run_batch` returns.
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        new_detector: Callable[[], Detector],
+        stored_state: Callable[[bytes], bytes | None],
+        partitions: int,
+        *,
+        forward_by_ip: bool = False,
+        max_loaded: int = 2_000_000,
+    ) -> None:
+        self.scope = scope
+        self.stats = ScopeStats()
+        self._new_detector = new_detector
+        self._stored_state = stored_state
+        self._partitions = partitions
+        self._forward_by_ip = forward_by_ip
+        self._max_loaded = max_loaded
+        self.detector = new_detector()
+        self._loaded: set[str] = set()
+        self._partition_of: dict[str, int] = {}
+        self._reset_requested = False
+        self._reported_at = 0.0
+
+    def request_reset(self) -> None:
+        """Forget cached state before the next batch (partitions moved to other workers)."""
+        self._reset_requested = True
+
+    def report_now_and_then(self, now: float) -> None:
+        if now - self._reported_at < STATS_EVERY:
+            return
+        self._reported_at = now
+        s = self.stats
+        log.info(
+            "%s rules: %d events, %d alerts, %d commands, %d dead letters, %d state writes",
+            self.scope,
+            s.events,
+            s.alerts,
+            s.commands,
+            s.deadletters,
+            s.state_writes,
+        )
+
+    def subject(self, event: Event) -> str | None:
+        return event.user if self.scope == "account" else event.client_ip
+
+    def run_batch(self, batch: Sequence[Incoming], now: float) -> BatchResult:
+        if self._reset_requested:
+            self.detector = self._new_detector()
+            self._loaded.clear()
+            self._reset_requested = False
+        result = BatchResult()
+        for item in batch:
+            self._run_one(item, result, now)
+        result.state = self._state_writes()
+        self.stats.events += len(batch)
+        self.stats.deadletters += len(result.deadletters)
+        self.stats.state_writes += len(result.state)
+        for decision in result.decisions:
+            if isinstance(decision, Command):
+                self.stats.commands += 1
+            else:
+                self.stats.alerts += 1
+        return result
+
+    def _run_one(self, item: Incoming, result: BatchResult, now: float) -> None:
+        try:
+            event = Event.from_json(item.value)
+            subject = self.subject(event)
+            if self._forward_by_ip and event.client_ip:
+                result.forward.append((event.client_ip.encode(), item.value))
+            if subject is None:
+                return
+            self._partition_of[subject] = item.partition
+            self._load(subject)
+            result.decisions.extend(self.detector.process(event))
+        except Exception as exc:
+            # A record no parser of ours wrote (or a detector bug on odd input)
+            # must not stop the agent: keep it as a dead letter and go on.
+            log.warning(
+                "%s agent: record %s[%d]@%d is not a usable event: %s",
+                self.scope,
+                item.topic,
+                item.partition,
+                item.offset,
+                exc,
+            )
+            origin = {"topic": item.topic, "partition": item.partition, "offset": item.offset}
+            reason = f"not a usable event ({type(exc).__name__}: {exc})"
+            result.deadletters.append(
+                deadletter_json(item.value, reason, origin, received_epoch=now)
+            )
+
+    def _load(self, subject: str) -> None:
+        if subject in self._loaded:
+            return
+        if len(self._loaded) >= self._max_loaded:
+            # Re-importing is harmless: the table equals the detector at batch boundaries.
+            self._loaded.clear()
+        self._loaded.add(subject)
+        stored = self._stored_state(subject.encode())
+        if stored is not None:
+            self.detector.import_state(self.scope, subject, orjson.loads(stored))
+
+    def _state_writes(self) -> list[StateWrite]:
+        writes = []
+        for scope, key in self.detector.keys_touched():
+            if scope != self.scope:
+                continue
+            data = self.detector.export_state(scope, key)
+            raw_key = key.encode()
+            partition = self._partition_of.get(key)
+            if partition is None:
+                partition = key_partition(raw_key, self._partitions)
+            writes.append(StateWrite(raw_key, partition, orjson.dumps(data) if data else None))
+        self._partition_of.clear()
+        return writes
+
+
+def faust_brokers(bootstrap: str) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+def build_app(
+    config: Config, policy: Policy, signing_key: bytes, settings: WorkerSettings
+) -> faust.App:
+    """The Faust app with its two agents and state tables, not yet started."""
+    partitions = config.kafka.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=faust_brokers(config.kafka.bootstrap),
+        store="memory://",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        datadir=str(config.state_dir / "worker" / settings.app_id),
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topics = config.topics
+    events_topic = app.topic(topics.events, **RAW)
+    by_ip_topic = app.topic(topics.events_by_ip, **RAW)
+    alerts_topic = app.topic(topics.alerts, **RAW)
+    control_topic = app.topic(topics.control, **RAW)
+    deadletter_topic = app.topic(topics.deadletter, **RAW)
+
+    def table(scope: str) -> Any:
+        # bytes key and value types make Faust use the raw codec: we store orjson.
+        return app.Table(
+            f"{scope}-state",
+            default=None,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+
+    def runner(scope: str, state_table: Any, *, forward_by_ip: bool) -> ScopeRunner:
+        return ScopeRunner(
+            scope,
+            lambda: Detector(policy, signing_key, scopes={scope}),
+            state_table.get,
+            partitions,
+            forward_by_ip=forward_by_ip,
+        )
+
+    account_table, ip_table = table("account"), table("ip")
+    account = runner("account", account_table, forward_by_ip=True)
+    ip = runner("ip", ip_table, forward_by_ip=False)
+
+    async def publish(result: BatchResult, state_table: Any) -> None:
+        for decision in result.decisions:
+            target = control_topic if isinstance(decision, Command) else alerts_topic
+            await target.send(key=decision.key.encode(), value=decision.to_json())
+        for key, value in result.forward:
+            await by_ip_topic.send(key=key, value=value)
+        for value in result.deadletters:
+            await deadletter_topic.send(key=None, value=value)
+        write_state(state_table, result.state)
+
+    async def consume(runner: ScopeRunner, stream: Any, state_table: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            batch = [
+                Incoming(e.message.topic, e.message.partition, e.message.offset, e.value)
+                for e in events
+            ]
+            await publish(runner.run_batch(batch, time.time()), state_table)
+            runner.report_now_and_then(time.monotonic())
+
+    @app.agent(events_topic, name="account-rules")
+    async def account_agent(stream: Any) -> None:
+        await consume(account, stream, account_table)
+
+    @app.agent(by_ip_topic, name="ip-rules")
+    async def ip_agent(stream: Any) -> None:
+        await consume(ip, stream, ip_table)
+
+    def forget_cached_state(sender: Any, *args: Any, **kwargs: Any) -> None:
+        account.request_reset()
+        ip.request_reset()
+
+    # mode's signal typing rejects plain receivers; the call contract is (sender, *args, **kw).
+    app.on_partitions_revoked.connect(cast(Any, forget_cached_state))
+
+    return app
+
+
+def write_state(state_table: Any, writes: Sequence[StateWrite]) -> None:
+    """Store each key once, with its changelog record on the partition of its events."""
+    store = state_table.data
+    for write in writes:
+        if write.value is None:
+            if write.key not in store:
+                continue
+            del store[write.key]
+            state_table.send_changelog(write.partition, write.key, None, value_serializer="raw")
+        else:
+            store[write.key] = write.value
+            state_table.send_changelog(write.partition, write.key, write.value)
+
+
+def prepare_topics(loop: asyncio.AbstractEventLoop, config: Config) -> None:
+    try:
+        loop.run_until_complete(
+            ensure_topics(config.kafka.bootstrap, config.topics, config.kafka.partitions)
+        )
+    except (TopicError, KafkaError) as exc:
+        raise click.ClickException(
+            f"cannot prepare topics on {config.kafka.bootstrap}: {exc}"
+        ) from exc
+
+
+@click.command("worker")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Runtime configuration (TOML); defaults plus MAILWARDEN_* environment otherwise.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Detection policy (TOML); default: the config's, else built-in defaults.",
+)
+@click.option(
+    "--app-id",
+    default=DEFAULT_APP_ID,
+    show_default=True,
+    envvar="MAILWARDEN_APP_ID",
+    help="Faust application id: the consumer group and the prefix of the state topics.",
+)
+def worker_command(config_path: Path | None, policy_path: Path | None, app_id: str) -> None:
+    """Run the detection worker: events in, alerts and signed commands out.
+
+    Start as many as there are partitions to spread the load; Faust moves
+    partitions and their state between them. Stops cleanly on SIGTERM.
+    """
+    try:
+        config = load_config(config_path)
+        policy = load_policy(policy_path or config.policy_path)
+        signing_key = config.require_signing_key()
+    except (ConfigError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    prepare_topics(loop, config)
+    settings = WorkerSettings(app_id=app_id)
+    app = build_app(config, policy, signing_key, settings)
+    Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
+    worker = faust.Worker(app, loop=loop, loglevel="INFO", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,159 @@
+"""Coverage-guided fuzzing of `parsers.api.LogParser` with atheris (libFuzzer).
+
+Not a pytest module (its name does not match ``test_*.py``); the hypothesis
+properties in tests/unit/test_parser_properties.py are the always-on part.
+This harness runs for as long as you let it and looks for what a hundred
+examples do not reach:
+
+- ``feed`` raising, or its own catch-all answering "internal parser error";
+- a ParseResult with not exactly one of events / ignored / error;
+- an event that orjson cannot serialize, or a client_ip that is not the
+  canonical ASCII form of an address;
+- a client IP that appears nowhere in the input (invented or normalized from a
+  look-alike).
+
+Run (atheris is a dev extra, see docs/parsers.md):
+
+    .venv/bin/python tests/fuzz/fuzz_parsers.py --write-seeds /tmp/mw-fuzz-seeds
+    .venv/bin/python tests/fuzz/fuzz_parsers.py /tmp/mw-fuzz-seeds -max_total_time=600
+    .venv/bin/python tests/fuzz/fuzz_parsers.py --replay crash-<sha1>   # no atheris needed
+
+One input is split on newlines and fed line by line to one parser, so the
+fuzzer also reaches the correlation state (queue ids, sessions, echoes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from models.events import Event, Origin  # noqa: E402
+from parsers.api import LogParser  # noqa: E402
+
+ORIGIN_PATH = "fuzz.log"
+MAX_LINES = 64
+
+SEEDS = (
+    "Nov 27 05:43:07 mail postfix/submission/smtpd[17022]: connect from unknown[127.0.0.21]",
+    "Nov 27 05:43:07 mail postfix/submission/smtpd[17022]: Anonymous TLS connection established "
+    "from unknown[127.0.0.21]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+    "Nov 27 05:43:07 auth: Info: passwd-file(alice@mailwarden.test,127.0.0.21): Password mismatch",
+    "Nov 27 05:43:09 mail postfix/submission/smtpd[17022]: warning: unknown[127.0.0.21]: SASL "
+    "PLAIN authentication failed: (reason unavailable), sasl_username=alice@mailwarden.test",
+    "Nov 27 05:43:09 mail postfix/submission/smtpd[17022]: disconnect from unknown[127.0.0.21] "
+    "ehlo=2 starttls=1 auth=0/1 quit=1 commands=4/5",
+    "Nov 27 05:42:55 mail postfix/submission/smtpd[17022]: 1F0E22121C7: client=unknown[127.0.0.11]"
+    ", sasl_method=PLAIN, sasl_username=alice@mailwarden.test",
+    "Nov 27 05:42:55 mail postfix/qmgr[17001]: 1F0E22121C7: from=<alice@mailwarden.test>, "
+    "size=568, nrcpt=1 (queue active)",
+    "Nov 27 05:42:55 mail postfix/smtp[17128]: 1F0E22121C7: to=<ok1@example.net>, relay=127.0.0.1"
+    "[127.0.0.1]:24026, delay=0.02, delays=0.01/0.01/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+    "Nov 27 05:44:07 mail postfix/smtpd[17018]: NOQUEUE: reject: RCPT from unknown[127.0.0.25]: "
+    "554 5.7.1 <victim@example.net>: Relay access denied; from=<stranger@example.org> "
+    "to=<victim@example.net> proto=ESMTP helo=<client127-0-0-25.example>",
+    "Nov 27 05:44:39 auth: Info: passwd-file(alice@mailwarden.test,127.0.0.51,<G8xYjjth2eB/AAAz>)"
+    ": Password mismatch",
+    "Nov 27 05:44:41 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 "
+    "attempts in 2 secs): user=<alice@mailwarden.test>, method=PLAIN, rip=127.0.0.51, "
+    "lip=127.0.0.1, session=<G8xYjjth2eB/AAAz>",
+    "Nov 27 05:44:32 imap-login: Info: Login: user=<alice@mailwarden.test>, method=PLAIN, "
+    "rip=127.0.0.41, lip=127.0.0.1, mpid=17745, session=<sKHnjTthy79/AAAp>",
+    "Jul 02 13:49:32 hostname dovecot[442]: dovecot: auth(default): pam(account@example.com,"
+    "200.76.17.206): pam_authenticate() failed: User not known to the underlying "
+    "authentication module: 2 Time(s)",
+    "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: "
+    "Password mismatch (given password: XxxxXXxx123)",
+    "@400000004c91b044077a9e94 dovecot-auth: pam_unix(dovecot:auth): authentication failure; "
+    "logname= uid=0 euid=0 tty=dovecot ruser=root rhost=176.61.140.225  user=root",
+    "Nov 27 05:43:09 mail saslauthd[1234]: do_auth         : auth failure: [user=bob] "
+    "[service=smtp] [realm=example.org] [mech=pam] [reason=PAM auth error]",
+    "Jul 11 03:06:37 myhostname roundcube: IMAP Error: Login failed for admin from 1.2.3.4. "
+    "AUTHENTICATE PLAIN: A0002 NO Login failed. in rcube_imap.php on line 205",
+    "2024-12-31T06:56:17.784598+01:00 mail dovecot: auth-worker(10377): conn unix:auth-worker "
+    "(pid=919,uid=112): auth-worker<1>: sql(testing@example.com,192.168.1.1): unknown user",
+)
+
+
+class Violation(AssertionError):
+    """The parser broke one of its promises on this input."""
+
+
+def check_event(event: Event, text: str) -> None:
+    try:
+        orjson.dumps(event)
+    except TypeError as exc:
+        raise Violation(f"event does not serialize: {exc}: {event!r}") from exc
+    ip = event.client_ip
+    if ip is None:
+        return
+    try:
+        canonical = str(ipaddress.ip_address(ip))
+    except ValueError as exc:
+        raise Violation(f"client_ip {ip!r} is not an address") from exc
+    if canonical != ip:
+        raise Violation(f"client_ip {ip!r} is not canonical ({canonical})")
+    # An IPv4-mapped IPv6 address may be shown as its IPv4 form; otherwise the
+    # address must be in the line as written (compared case-insensitively for IPv6).
+    if ip.lower() not in text.lower() and f"::ffff:{ip}" not in text.lower():
+        raise Violation(f"client_ip {ip} appears nowhere in the input")
+
+
+def test_one_input(data: bytes) -> None:
+    parser = LogParser(host=None, timezone="UTC", year=2026)
+    for number, raw in enumerate(data.split(b"\n")[:MAX_LINES], 1):
+        result = parser.feed(raw, Origin(ORIGIN_PATH, number))
+        held = sum((bool(result.events), result.ignored is not None, result.error is not None))
+        if held != 1:
+            raise Violation(f"line {number}: {held} of events/ignored/error: {result!r}")
+        if result.error is not None and result.error.startswith("internal parser error"):
+            raise Violation(f"line {number}: {result.error}")
+        text = raw.decode("utf-8", "replace")
+        for event in result.events:
+            check_event(event, text)
+
+
+def write_seeds(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for number, seed in enumerate(SEEDS):
+        (directory / f"seed-{number:02d}").write_text(seed + "\n")
+    (directory / "seed-session").write_text("\n".join(SEEDS[:5]) + "\n")
+    print(f"wrote {len(SEEDS) + 1} seeds to {directory}")
+
+
+def replay(paths: list[str]) -> int:
+    failures = 0
+    for name in paths:
+        try:
+            test_one_input(Path(name).read_bytes())
+        except Violation as exc:
+            failures += 1
+            print(f"{name}: {exc}")
+    print(f"replayed {len(paths)} input(s), {failures} violation(s)")
+    return 1 if failures else 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 2 and argv[1] == "--write-seeds":
+        write_seeds(Path(argv[2]))
+        return 0
+    if len(argv) > 1 and argv[1] == "--replay":
+        return replay(argv[2:])
+    try:
+        import atheris  # type: ignore[import-not-found]
+    except ImportError:
+        print("atheris is not installed: pip install atheris==3.0.0 (see docs/parsers.md)")
+        return 2
+    atheris.instrument_all()
+    atheris.Setup(argv, test_one_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,107 @@
+"""The [adapters] section of the config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailwarden.config import ConfigError, load_config
+from streams.adapters.dovecot_policy import basic_authorization
+from streams.adapters.settings import AdapterSettings, load_adapter_settings
+from streams.adapters.tcp import parse_listen
+
+FULL = """
+[signing]
+key = "k"
+
+[adapters]
+idle_timeout = 60
+max_connections = 50
+
+[adapters.smtp_responses]
+suspend_smtp = "HOLD"
+block_ip = "DEFER"
+
+[adapters.postfix_policy]
+listen = "127.0.0.1:20040"
+
+[adapters.socketmap]
+listen = "[::1]:20041"
+isolation_transport = "isolated:[relay.test]:25"
+
+[adapters.dovecot_policy]
+listen = "127.0.0.1:20042"
+basic_auth_file = "auth/dovecot.txt"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mailwarden.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_adapter_settings(None)
+    assert settings == AdapterSettings()
+    assert settings.smtp_responses == {
+        "suspend_smtp": "REJECT",
+        "suspend_login": "REJECT",
+        "block_ip": "REJECT",
+    }
+    assert settings.postfix_policy_listen == "127.0.0.1:10040"
+    assert settings.dovecot_authorization is None
+
+
+def test_every_key(tmp_path: Path) -> None:
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "dovecot.txt").write_text("dovecot:s3cret\n")
+    path = write(tmp_path, FULL)
+    settings = load_adapter_settings(path)
+    assert settings.smtp_responses["suspend_smtp"] == "HOLD"
+    assert settings.smtp_responses["block_ip"] == "DEFER"
+    assert settings.smtp_responses["suspend_login"] == "REJECT"
+    assert (settings.limits.idle_timeout, settings.limits.max_connections) == (60.0, 50)
+    assert settings.postfix_policy_listen == "127.0.0.1:20040"
+    assert parse_listen(settings.socketmap_listen) == ("::1", 20041)
+    assert settings.isolation_transport == "isolated:[relay.test]:25"
+    assert settings.dovecot_authorization == basic_authorization("dovecot:s3cret")
+    # The main config loader ignores the section and still reads the rest.
+    assert load_config(path).signing_key == b"k"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[adapters]\nlisten = 'x'\n", "unknown keys: listen"),
+        ("[adapters.postfix_policy]\nport = 1\n", "unknown keys: port"),
+        ("[adapters.smtp_responses]\nsuspend_smtp = 'BOUNCE'\n", "choose one of"),
+        ("[adapters.smtp_responses]\nrelease = 'REJECT'\n", "unknown action"),
+        ("[adapters.socketmap]\nlisten = 'localhost'\n", "HOST:PORT"),
+        ("[adapters.socketmap]\nisolation_transport = 'isolated'\n", "isolation transport"),
+        ("[adapters]\nidle_timeout = 0\n", "must be positive"),
+        ("[adapters]\nmax_connections = 'many'\n", "invalid literal"),
+        ("[adapters.dovecot_policy]\nbasic_auth_file = 'missing.txt'\n", "cannot read"),
+        ("[adapters.dovecot_policy]\nbasic_auth = 'nocolon'\n", "user:password"),
+        (
+            "[adapters.dovecot_policy]\nbasic_auth = 'a:b'\nbasic_auth_file = 'x'\n",
+            "not both",
+        ),
+        ("adapters = 3\n", "must be a table"),
+    ],
+)
+def test_bad_values_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_adapter_settings(write(tmp_path, text))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_adapter_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("text", ["1.2.3.4", ":80", "host:", "host:99999", "host:x"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(text)
