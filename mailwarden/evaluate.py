@@ -23,7 +23,7 @@ import heapq
 import ipaddress
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,18 +419,23 @@ class ParsedLogs:
     seconds: float
 
 
-def parse_simulation(simulation: Simulation) -> ParsedLogs:
-    """Parse the logs, merged in event time.
+def simulation_events(simulation: Simulation, counts: ReplayCounts) -> Iterator[Event]:
+    """The events of the logs, merged in event time, as ``mailwarden replay`` reads them.
 
     A simulation's logs come from one host and share one parser, so that
     Postfix and Dovecot lines correlate; without a known host each file gets
     its own parser.
     """
-    counts = ReplayCounts()
     host = simulation.population.get("host")
-    started = time.perf_counter()
     streams = event_streams(simulation.logs, "raw", host, "UTC", None, counts)
-    events = list(heapq.merge(*streams, key=_event_time))
+    return heapq.merge(*streams, key=_event_time)
+
+
+def parse_simulation(simulation: Simulation) -> ParsedLogs:
+    """Parse the logs once into memory, for trying many policies on the same events."""
+    counts = ReplayCounts()
+    started = time.perf_counter()
+    events = list(simulation_events(simulation, counts))
     return ParsedLogs(
         events=events,
         lines=counts.lines,
@@ -445,7 +450,8 @@ def _event_time(event: Event) -> float:
 
 
 def detect(events: Iterable[Event], policy: Policy) -> tuple[list[Verdict], float]:
-    """Run a fresh detector over the events; its decisions and the seconds it took.
+    """Run a fresh detector over the events; its decisions and the seconds it took
+    (including the parsing, when ``events`` parses as it goes).
 
     Commands are signed with replay's fixed key: they are scored, never applied.
     """
@@ -459,15 +465,16 @@ def detect(events: Iterable[Event], policy: Policy) -> tuple[list[Verdict], floa
 
 
 def evaluate_simulation(simulation: Simulation, policy: Policy) -> Evaluation:
-    parsed = parse_simulation(simulation)
-    verdicts, detect_seconds = detect(parsed.events, policy)
+    """Replay the simulation's logs through ``policy`` (streaming) and score the decisions."""
+    counts = ReplayCounts()
+    verdicts, seconds = detect(simulation_events(simulation, counts), policy)
     evaluation = evaluate_verdicts(simulation.labels, simulation.population, verdicts)
     evaluation.replay = ReplayStats(
-        lines=parsed.lines,
-        events=len(parsed.events),
-        unparsed=parsed.unparsed,
+        lines=counts.lines,
+        events=counts.events,
+        unparsed=counts.unparsed,
         decisions=len(verdicts),
-        seconds=parsed.seconds + detect_seconds,
+        seconds=seconds,
     )
     return evaluation
 

@@ -496,13 +496,12 @@ class MailLogGenerator:
         truth = self.truth
         if logged.truth == "sasl_failure":
             truth.sasl_failure_lines += 1
-            truth.failed_attempts += 1
         elif logged.truth == "dovecot_failure":
             truth.dovecot_failure_lines += 1
-            start = logged.message.index("(auth failed, ") + len("(auth failed, ")
-            truth.failed_attempts += int(logged.message[start : logged.message.index(" ", start)])
         elif logged.truth == "passdb_failure":
+            # Every generated attempt is logged first, and exactly once, by the auth process.
             truth.passdb_failure_lines += 1
+            truth.failed_attempts += 1
         elif logged.truth == "login":
             truth.successful_logins += 1
         elif logged.truth == "submission" and "sasl_username=" in logged.message:

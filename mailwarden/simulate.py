@@ -136,7 +136,7 @@ TLS12 = "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"
 
 
 class SimulationError(click.ClickException):
-    """Arguments that cannot describe a population (no accounts, no days)."""
+    """A population too small to hold the attacks' victims."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,11 @@ class Office:
 
 @dataclass(frozen=True, slots=True)
 class ExpectedAction:
-    """A decision that counts as catching an attack; ``action == "alert"`` means any alert."""
+    """A decision that counts as catching an attack.
+
+    ``action == "alert"`` stands for an alert, of one of the label's expected
+    rules, that names the subject.
+    """
 
     action: str
     subject_type: str
@@ -240,7 +244,7 @@ def load_labels(path: Path) -> list[Label]:
             continue
         try:
             labels.append(Label.from_dict(orjson.loads(raw)))
-        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # orjson's errors are ValueErrors
             raise click.ClickException(f"{path}:{number}: not a label: {exc}") from exc
     return labels
 

@@ -26,6 +26,12 @@ Kinds (``kind``):
     An SMTP-level refusal (``NOQUEUE: reject``), ``hold`` for ``NOQUEUE: hold``.
 ``connect``, ``disconnect``, ``tls``, ``logout``, ``kick``, ``policy``
     Session bookkeeping that rules and audits may use.
+``message_id``, ``dsn``, ``queue_admin``, ``reinjected``
+    Message bookkeeping: cleanup's message-id, bounce and delay notices,
+    postsuper hold/release/delete, mail re-injected by a content filter.
+``protocol_error``, ``warning``
+    Client misbehaviour that is not a login attempt (an unknown SASL
+    mechanism, a TLS handshake failure) and daemon warnings worth keeping.
 """
 
 from __future__ import annotations

@@ -106,11 +106,10 @@ class LogParser:
             text = raw
             if len(text) > MAX_LINE_BYTES // 4 and len(text.encode("utf-8")) > MAX_LINE_BYTES:
                 return failed(f"line too long ({len(text.encode('utf-8'))} bytes)")
-        if text.endswith(("\n", "\r")):
+        if "\n" in text or "\r" in text:
             text = text.rstrip("\r\n")
-        if "\n" in text:
-            return failed("line break inside a line")
-        if "\r" in text:
+            if "\n" in text:
+                return failed("line break inside a line")
             text = text.replace("\r", "?")
         try:
             context = self._envelopes.read(text, origin)

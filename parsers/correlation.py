@@ -203,20 +203,29 @@ class FailedAttempts:
         attempts.append(_Attempt(epoch, user, {source}, in_login_session))
         return True, frozenset()
 
-    def claim_for_summary(self, ip: str, user: str | None, since: float, until: float) -> int:
-        """Mark Dovecot passdb failures seen for ``ip`` in [since, until] as summarized.
+    def claim_for_summary(
+        self, ip: str, user: str | None, since: float, until: float, most: int
+    ) -> int:
+        """Mark up to ``most`` sessionless Dovecot passdb failures of ``ip`` as summarized.
 
-        Used for a login summary line without a session id: it reports the
-        attempts that the auth process may already have logged one by one.
+        Used for a login summary whose session the auth process did not name:
+        it reports attempts that the auth process may have logged one by one
+        without ``<session>`` (Dovecot before 2.2, some auth-worker lines).
+        Failures already paired with a Postfix SASL line belong to SMTP and
+        are never claimed.
         """
         attempts = self._by_ip.get(ip, until)
         if attempts is None:
             return 0
         claimed = 0
         for attempt in attempts:
+            if claimed >= most:
+                break
             if (
                 not attempt.summarized
+                and not attempt.in_login_session
                 and self.DOVECOT in attempt.sources
+                and self.SMTPD not in attempt.sources
                 and since - ECHO_WINDOW <= attempt.epoch <= until
                 and same_account(user, attempt.user)
             ):

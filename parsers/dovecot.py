@@ -377,14 +377,14 @@ class DovecotParser:
             seconds_text = after[4:].partition(" secs")[0]
             if seconds_text.isdigit():
                 seconds = int(seconds_text)
+        seen = 0
         if fields.session is not None:
             seen = self._state.session_failures.pop(fields.session) or 0
-        elif fields.client_ip is not None:
+        if seen == 0 and fields.client_ip is not None:
+            # versions whose passdb lines carry no <session>
             seen = self._state.failures.claim_for_summary(
-                fields.client_ip, fields.user, ctx.epoch - seconds, ctx.epoch
+                fields.client_ip, fields.user, ctx.epoch - seconds, ctx.epoch, attempts
             )
-        else:
-            seen = 0
         echo = seen >= attempts
         return emitted(
             self._event(
@@ -427,8 +427,9 @@ class DovecotParser:
     # -- auth processes --------------------------------------------------
 
     def _auth_process(self, process: str, rest: str, ctx: LineContext) -> ParseResult | str:
-        if process.startswith("auth(") and "," in process:
+        if process.startswith("auth(") and ("," in process or not process.endswith(")")):
             # 2.4 and late 2.3 event prefix: auth(user,ip,sasl:mech)<session>: sql: ...
+            # (a user name holding ": " split it early; the identifier is read again whole)
             return self._passdb(process[5:] + ": " + rest, ctx, strip_driver=True)
         if rest.startswith("conn unix:"):
             worker_at = rest.find(": auth-worker<")
@@ -461,6 +462,10 @@ class DovecotParser:
             return ignored("dovecot_auth_other")
         message = identity.message
         if strip_driver:
+            for level in _LEVELS:
+                if message.startswith(level):
+                    message = message[len(level) :]
+                    break
             driver, sep, after = message.partition(": ")
             if sep and driver.replace("-", "").isalnum():
                 message = after

@@ -357,8 +357,12 @@ def _split_tag(tag: str) -> tuple[str | None, str, str | None]:
 
 
 def _program_pid(tag: str) -> tuple[str, str | None]:
-    """``postfix/smtpd[123]`` -> (``postfix/smtpd``, ``123``); other tags are kept whole."""
-    if tag.endswith("]"):
+    """``postfix/smtpd[123]`` -> (``postfix/smtpd``, ``123``); other tags are kept whole.
+
+    A tag with ``(`` is a Dovecot process prefix (``auth(user,ip,...)``) whose
+    brackets may belong to the user name: it is kept whole.
+    """
+    if tag.endswith("]") and "(" not in tag:
         open_bracket = tag.rfind("[")
         if open_bracket > 0 and tag[open_bracket + 1 : -1].isdigit():
             return tag[:open_bracket], tag[open_bracket + 1 : -1]

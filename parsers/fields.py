@@ -45,18 +45,20 @@ def host_and_ip(text: str, start: int = 0) -> tuple[str, str | None, int]:
 
     Returns the host name, the address (None if the brackets hold no valid
     address) and the index just past what was read. Raises ValueError when
-    there is no ``host[...]`` at ``start``. Postfix validates host names
-    (no brackets or spaces), so the first ``[`` closes the name.
+    there is no ``host[...]`` at ``start``. The token ends at the first space;
+    the address is in its last brackets, so a reverse name that holds
+    brackets (Postfix refuses those, but the PTR record is the client's)
+    cannot supply it.
     """
-    open_bracket = text.find("[", start)
+    space = text.find(" ", start)
+    end_of_token = len(text) if space < 0 else space
+    close = text.rfind("]", start, end_of_token)
+    if close < 0:
+        raise ValueError("no host[address]")
+    open_bracket = text.rfind("[", start, close)
     if open_bracket < 0:
         raise ValueError("no host[address]")
     host = text[start:open_bracket]
-    if " " in host:
-        raise ValueError("no host[address]")
-    close = text.find("]", open_bracket + 1)
-    if close < 0:
-        raise ValueError("no host[address]")
     ip = normalize_ip(text[open_bracket + 1 : close])
     end = close + 1
     if text[end : end + 1] == ":" and text[end + 1 : end + 2].isdigit():

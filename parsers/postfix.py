@@ -402,6 +402,20 @@ class PostfixParser:
         user: str | None = user_text if sep and user_text != "(unavailable)" else None
         if not user:
             user = None
+        if reason == "Invalid authentication mechanism":
+            # the client asked for a mechanism not offered: no credential was checked
+            return emitted(
+                self._event(
+                    ctx,
+                    "protocol_error",
+                    service,
+                    protocol=SMTP,
+                    user=user,
+                    client_ip=ip,
+                    mech=mech,
+                    detail="SASL mechanism not offered",
+                )
+            )
         session = self._session_for(ctx, ip)
         tls = None
         if session is not None:

@@ -48,6 +48,7 @@ import click
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from mailwarden.config import Config, ConfigError, load_config
@@ -667,7 +668,7 @@ class Notifier:
                 partitions = await self._assign(consumer)
                 delay = RECONNECT_INITIAL
                 await self._consume(consumer, partitions)
-            except (KafkaError, TopicMissing) as exc:
+            except (KafkaError, OSError, TopicMissing) as exc:
                 log.warning(
                     "reading from %s failed (%s: %s); again in %.1f s",
                     self.config.kafka.bootstrap,
@@ -681,14 +682,26 @@ class Notifier:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
-    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        existing = await consumer.topics()
+    async def _partitions(self) -> list[TopicPartition]:
+        # A consumer only knows the partitions of topics it already reads;
+        # the admin client asks the broker.
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.config.kafka.bootstrap)
+        try:
+            await admin.start()
+            described = await admin.describe_topics(self.topics)
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
         partitions: list[TopicPartition] = []
-        for topic in self.topics:
-            if topic not in existing:
-                raise TopicMissing(f"topic {topic!r} does not exist")
-            numbers = consumer.partitions_for_topic(topic) or set()
-            partitions.extend(TopicPartition(topic, n) for n in sorted(numbers))
+        for topic in described:
+            if topic["error_code"] != 0 or not topic["partitions"]:
+                raise TopicMissing(f"topic {topic['topic']!r} does not exist")
+            numbers = sorted(p["partition"] for p in topic["partitions"])
+            partitions.extend(TopicPartition(topic["topic"], n) for n in numbers)
+        return partitions
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        partitions = await self._partitions()
         consumer.assign(partitions)
         for tp in partitions:
             if tp in self._read:
@@ -807,9 +820,10 @@ def sample_messages(settings: NotifierSettings) -> list[tuple[str, str, str | No
     templates = settings.policy.templates
     out = []
     for key in templates.names():
-        audience, action = key.split(".", 1)
+        audience: Audience = "soc" if key.startswith("soc.") else "user"
+        action = key.split(".", 1)[1]
         sample = SAMPLE_ALERT_CONTEXT if key == "soc.alert" else SAMPLE_COMMAND_CONTEXT
-        rendered = templates.render(audience, action, sample)  # type: ignore[arg-type]
+        rendered = templates.render(audience, action, sample)
         out.append((key, rendered.text, rendered.html))
     return out
 

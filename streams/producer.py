@@ -173,7 +173,8 @@ class ResilientSender:
             self._retry.put_nowait(pending)
 
     def _failing(self, exc: BaseException) -> None:
-        self.stats.last_failure = f"{type(exc).__name__}: {exc}"
+        name, detail = type(exc).__name__, str(exc)
+        self.stats.last_failure = f"{name}: {detail}" if detail and detail != name else name
         if self.stats.failing_since is None:
             self.stats.failing_since = self.clock()
 

@@ -283,6 +283,9 @@ def configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiokafka logs every reconnection attempt, ten a second while the broker
+    # is away; the publisher reports the outage itself, with the last error.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 async def run_until_signalled(publisher: Publisher) -> None:

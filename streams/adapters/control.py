@@ -20,7 +20,6 @@ resumes at the positions it had reached.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -31,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from models.enforcement import ActiveCommands
+from streams.adapters.clients import stop_client
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,12 @@ class ControlConsumer:
                 await self._consume(consumer, partitions)
             except (KafkaError, OSError, ControlTopicMissing, TimeoutError) as exc:
                 self._mark_connected(False, exc)
+            except Exception as exc:
+                # A client bug must not freeze the commands in force: rebuild.
+                log.exception("unexpected error reading %s", self.topic)
+                self._mark_connected(False, exc)
             finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+                await stop_client(consumer)
             self.status.reconnects += 1
             log.info("reconnecting to %s in %.1f s", self.bootstrap, delay)
             await asyncio.sleep(delay)

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from models.events import Event
+from streams.adapters.clients import stop_client
 from streams.producer import new_producer
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,7 @@ class KafkaEventSink:
             try:
                 await producer.start()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await stop_client(producer)
                 raise
             self._producer = producer
         return self._producer
@@ -157,5 +157,4 @@ class KafkaEventSink:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_client(producer)

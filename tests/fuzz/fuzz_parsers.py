@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--replay":
         return replay(argv[2:])
     try:
-        import atheris  # type: ignore[import-not-found]
+        import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         print("atheris is not installed: pip install atheris==3.0.0 (see docs/parsers.md)")
         return 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +16,10 @@ import orjson
 import pytest
 
 from mailwarden.config import Config, KafkaSettings, Topics
+from streams.broker import KafkaBroker
+from streams.checkpoint import CheckpointStore
+from streams.follower import FilePosition
+from streams.producer import new_producer
 from streams.publisher import Publisher, PublisherSettings
 from tests.integration.running import collect, mailwarden, running, values, write_config
 from tests.support.kafka import TEST_PARTITIONS
@@ -61,6 +67,15 @@ async def publishing(config: Config, *paths: Path) -> AsyncIterator[Publisher]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+FAR = FilePosition(device=0, inode=0, offset=0, line=-1, head="")
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.1)
 
 
 def with_count(count: int) -> Callable[[list[Any]], bool]:
@@ -182,3 +197,43 @@ async def test_tail_command_publishes_and_stops_cleanly_on_sigterm(
     (checkpoint,) = (tmp_path / "state-tail" / "tail").glob("*.json")
     saved = orjson.loads(checkpoint.read_bytes())
     assert (saved["offset"], saved["line"]) == (log.stat().st_size, 2)
+
+
+async def test_broker_outage_delays_lines_and_holds_the_checkpoint(
+    tmp_path: Path, kafka_broker: KafkaBroker, unique_topics: Topics
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    log = tmp_path / "mail.log"
+    append(log, *(submission_line(n) for n in range(1, 6)))
+    config = config_for(tmp_path, bootstrap, unique_topics)
+    settings = PublisherSettings(host=HOST, timezone="UTC", from_start=True, poll_interval=0.05)
+    publisher = Publisher(
+        config,
+        [log],
+        settings,
+        producer_factory=lambda: new_producer(
+            bootstrap, client_id="outage", request_timeout_ms=2000
+        ),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    checkpoints = CheckpointStore(config.state_dir / "tail")
+    try:
+        await collect(bootstrap, unique_topics.events, until=with_count(5), timeout=30)
+        await wait_until(lambda: (checkpoints.load(log) or FAR).line == 5)
+        # A frozen broker: connections stay open, nothing is answered.
+        os.kill(kafka_broker.pid, signal.SIGSTOP)
+        try:
+            append(log, *(submission_line(n) for n in range(6, 21)))
+            await asyncio.sleep(4)
+            assert publisher.waiting > 0
+            assert (checkpoints.load(log) or FAR).line == 5
+        finally:
+            os.kill(kafka_broker.pid, signal.SIGCONT)
+        records = await collect(bootstrap, unique_topics.events, until=with_count(20), timeout=60)
+        await wait_until(lambda: (checkpoints.load(log) or FAR).line == 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    lines = Counter(e["origin"]["line"] for e in values(records))
+    assert lines == Counter({n: 1 for n in range(1, 21)})

@@ -48,15 +48,21 @@ class StandInHooks:
     _servers: list[asyncio.Server] = field(default_factory=list)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
+    _thread: threading.Thread | None = None
+
     def start(self) -> None:
         ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("stand-in hook servers did not start")
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)

@@ -448,7 +448,8 @@ def _start_daemon(command: list[str], output: Path) -> None:
             command, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=60, check=False
         ).returncode
     if code != 0:
-        raise LabError(f"{' '.join(command)} exited {code}: see {output}")
+        said = output.read_text(errors="replace")[-2000:]
+        raise LabError(f"{' '.join(command)} exited {code}: {said}")
 
 
 def _reserve_ports(count: int) -> list[int]:
@@ -559,8 +560,10 @@ def _make_certificate(paths: LabPaths) -> None:
     key.chmod(0o600)
 
 
-def _write_configs(paths: LabPaths, ports: LabPorts, users: dict[str, str]) -> None:
-    vmail_uid, vmail_gid = _vmail_ids()
+def _write_configs(
+    paths: LabPaths, ports: LabPorts, users: dict[str, str], vmail_ids: tuple[int, int]
+) -> None:
+    vmail_uid, vmail_gid = vmail_ids
     values: dict[str, object] = {
         "host": LAB_HOST,
         "hostname": LAB_HOSTNAME,
@@ -629,8 +632,9 @@ def build_lab(root: Path) -> MailLab:
         directory.mkdir(parents=True, exist_ok=True)
     ports = LabPorts(*_reserve_ports(len(fields(LabPorts))))
     users = dict(LAB_PASSWORDS)
+    vmail_ids = _vmail_ids()
     _make_certificate(paths)
-    _write_configs(paths, ports, users)
+    _write_configs(paths, ports, users, vmail_ids)
     _run(["doveconf", "-c", str(paths.dovecot_conf), "-n"])
     return MailLab(paths=paths, ports=ports, users=users)
 
@@ -710,7 +714,8 @@ def mail_lab(request: pytest.FixtureRequest) -> Iterator[MailLab]:
     missing = _missing_prerequisite()
     if missing is not None:
         pytest.skip(f"mail lab unavailable: {missing}")
-    root = Path(tempfile.mkdtemp(prefix="mwlab-"))
+    # Not under pytest's tmp_path: its 0700 parents would keep the daemons' users out.
+    root = Path(tempfile.mkdtemp(prefix="mwlab-", dir="/tmp"))
     lab: MailLab | None = None
     try:
         lab = build_lab(root)

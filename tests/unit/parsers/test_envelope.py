@@ -13,8 +13,8 @@ from parsers.envelope import EnvelopeError, EnvelopeReader
 ORIGIN = Origin("test.log", 1)
 
 
-def epoch(*parts: int) -> float:
-    return datetime(*parts, tzinfo=UTC).timestamp()
+def epoch(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def read(line: str, **options: object) -> tuple[float, str | None, str, str | None, str]:

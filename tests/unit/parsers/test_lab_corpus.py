@@ -159,7 +159,7 @@ def test_every_line_is_understood(lab: list[Parsed]) -> None:
 
 
 def test_kinds_agree_with_labels(lab: list[Parsed]) -> None:
-    wrong = []
+    wrong: list[tuple[object, object, object]] = []
     for item in lab:
         kind = item.label["kind"]
         if kind == "other":
