@@ -535,7 +535,7 @@ class MailPlatform:
                 status = outcome()
                 self._remote(at, smtp_pid, qid, rcpt, status, orig_to)
                 if status == "bounced":
-                    self._notify_sender(at, qid, sender, rcpt)
+                    self._notify_sender(at, qid, sender)
                 elif status == "deferred":
                     at += self.jitter(300, 1800)
                     self.log.postfix_line(
@@ -590,7 +590,7 @@ class MailPlatform:
             f"delays=0.05/0.01/0.1/{delay}, dsn={dsn}, status={status} ({text})",
         )
 
-    def _notify_sender(self, t: int, qid: str, sender: str, rcpt: str) -> None:
+    def _notify_sender(self, t: int, qid: str, sender: str) -> None:
         ndr = self.queue_id()
         t += self.jitter(0.01, 0.05)
         self.log.postfix_line(
@@ -914,10 +914,7 @@ def _benign_send(platform: MailPlatform, population: Population, account: Accoun
     device = _pick_device(account, rand)
     ip, rdns = population.device_ip(account, device, t)
     count = 1 if rand.random() < 0.8 else rand.randrange(2, 6)
-    if count == 1:
-        messages = [_recipients(population, rand)]
-    else:
-        messages = [_recipients(population, rand) for _ in range(count)]
+    messages = [_recipients(population, rand) for _ in range(count)]
     platform.smtp_session(
         t,
         ip,

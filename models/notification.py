@@ -125,7 +125,6 @@ SAMPLE_ALERT_CONTEXT: Mapping[str, Any] = {
     "category": "authentication",
 }
 
-_TEMPLATE_KEY = re.compile(r"^(user|soc)\.([a-z_]+)$")
 _ANSI_SEQUENCE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
@@ -159,6 +158,11 @@ def clean_value(value: object, max_chars: int) -> str:
     if len(text) > max_chars:
         text = text[: max_chars - 1] + ELLIPSIS
     return text
+
+
+def _template_names() -> frozenset[str]:
+    names = {f"{audience}.{name}" for audience in AUDIENCES for name in (*ACTION_TEXT, "default")}
+    return frozenset({*names, "soc.alert"})
 
 
 def _environment(*, html: bool, max_value_chars: int) -> SandboxedEnvironment:
@@ -201,7 +205,7 @@ class Templates:
         html_env = _environment(html=True, max_value_chars=max_value_chars)
         self._compiled: dict[str, _Compiled] = {}
         for key, source in sources.items():
-            if not _TEMPLATE_KEY.match(key):
+            if key not in _template_names():
                 raise NotificationError(
                     f"template {key!r}: name it <user|soc>.<action>, <user|soc>.default or "
                     "soc.alert"

@@ -130,6 +130,7 @@ class WindowStore:
         self.touched: set[str] = set()
         self._keys: dict[str, KeyWindow] = {}
         self._fields = len(spec.counts)
+        self._bucket_seconds = spec.bucket_seconds
         self._clock = float("-inf")
         self._next_sweep = float("-inf")
         self._evict_batch = max(1, max_keys // 100)
@@ -159,7 +160,7 @@ class WindowStore:
         ignored (None), so that common events only add to keys that matter.
         """
         spec = self.spec
-        bucket = spec.bucket_of(epoch)
+        bucket = int(epoch // self._bucket_seconds)
         if epoch > self._clock:
             self._clock = epoch
             if epoch >= self._next_sweep:

@@ -5,7 +5,8 @@ outstanding at a time (send, wait for ``action=...``, send the next). The
 requests have the attributes and size of real Postfix requests at RCPT. By
 default the server (with its metrics) runs in a child process with a
 synthetic state (suspended accounts, blocked IPs and prefixes) so that
-client and server do not share one event loop; ``target`` measures an adapter that is already running.
+client and server do not share one event loop; ``target`` measures an
+adapter that is already running.
 """
 
 from __future__ import annotations

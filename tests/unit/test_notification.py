@@ -285,6 +285,7 @@ def test_clean_value_removes_whole_escape_sequences() -> None:
         ({"templates": {"user": {"default": {"text": "{% if %}"}}}}, "user.default"),
         ({"templates": {"user": {"default": {"html": "<p></p>"}}}}, "needs `text`"),
         ({"templates": {"ops": {"default": {"text": "x"}}}}, "audiences"),
+        ({"templates": {"soc": {"suspend_stmp": {"text": "x"}}}}, "suspend_stmp"),
         ({"templates": {"soc": {"alert": {"text": "{{ account }}"}}}}, "account"),
         ({"user_actions": ["suspend_everything"]}, "unknown actions"),
         ({"max_value_chars": 0}, "max_value_chars"),
@@ -295,6 +296,14 @@ def test_clean_value_removes_whole_escape_sequences() -> None:
 def test_bad_settings_fail_when_loaded(section: dict[str, Any], message: str) -> None:
     with pytest.raises(NotificationError, match=message):
         notification_policy(section)
+
+
+def test_a_value_the_template_cannot_handle_is_an_error_not_a_silent_message() -> None:
+    domain_only = {"user": {"default": {"text": "Account at {{ account.split('@')[1] }}"}}}
+    chosen = notification_policy({"templates": domain_only})
+    assert "example.org" in user_message(plan_command(command(), chosen, T0).notifications)["text"]
+    with pytest.raises(NotificationError, match=r"user\.default"):
+        plan_command(command("no-at-sign"), chosen, T0)
 
 
 def test_templates_cannot_reach_python_internals() -> None:
