@@ -608,7 +608,8 @@ class LabRule:
     outcome: str | None = None
     status: str | None = None
     needs_event: bool = False
-    user_required: bool = False
+    user_required: bool = False  # the user is in the line
+    user_correlated: bool = False  # the user comes from the queue id's submission
     tls_required: bool = False
 
 
@@ -642,12 +643,18 @@ LAB_RULES: dict[str, LabRule] = {
         frozenset({"submission"}), needs_event=True, user_required=True, tls_required=True
     ),
     "local_pickup": LabRule(frozenset({"submission"}), needs_event=True),
-    "qmgr_queue_active": LabRule(frozenset({"queued"}), needs_event=True),
-    "delivery_sent": LabRule(frozenset({"delivery"}), status="sent", needs_event=True),
-    "delivery_deferred": LabRule(frozenset({"delivery"}), status="deferred", needs_event=True),
-    "delivery_bounced": LabRule(frozenset({"delivery"}), status="bounced", needs_event=True),
+    "qmgr_queue_active": LabRule(frozenset({"queued"}), needs_event=True, user_correlated=True),
+    "delivery_sent": LabRule(
+        frozenset({"delivery"}), status="sent", needs_event=True, user_correlated=True
+    ),
+    "delivery_deferred": LabRule(
+        frozenset({"delivery"}), status="deferred", needs_event=True, user_correlated=True
+    ),
+    "delivery_bounced": LabRule(
+        frozenset({"delivery"}), status="bounced", needs_event=True, user_correlated=True
+    ),
     "expired_returned_to_sender": LabRule(
-        frozenset({"delivery"}), status="expired", needs_event=True
+        frozenset({"delivery"}), status="expired", needs_event=True, user_correlated=True
     ),
     "submission_rejected:relay_denied": LabRule(frozenset({"reject"}), needs_event=True),
     "submission_rejected:rcpt_unknown_user": LabRule(frozenset({"reject"}), needs_event=True),
@@ -795,6 +802,11 @@ def lab_field_problems(label: LabLine, rule: LabRule, events: list[Event]) -> li
             problems.append(f"{event.kind}: user {event.user!r} instead of {label.user!r}")
     if rule.user_required and label.user_in_line and not any(e.user == label.user for e in events):
         problems.append(f"no event with user {label.user!r}")
+    # A message submitted over SMTP AUTH (the label has a client): its queue and
+    # delivery lines must name the account, through the queue id.
+    correlated = rule.user_correlated and label.ip is not None and label.user is not None
+    if correlated and not any(e.user == label.user for e in events):
+        problems.append(f"queue id not correlated to the submitting user {label.user!r}")
     session_events = [e for e in events if e.kind in CLIENT_SESSION_KINDS]
     if label.protocol is not None and label.ip is not None:
         for event in session_events:

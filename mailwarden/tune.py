@@ -319,17 +319,14 @@ def plot_png(result: Sweep) -> dict[str, str]:
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     for day_index, day in enumerate(result.days):
-        axes.plot(
-            xs, [p.alerts_per_day[day_index] for p in result.points], "o-", label=f"alerts {day}"
-        )
-        axes.plot(
-            xs,
-            [p.commands_per_day[day_index] for p in result.points],
-            "s--",
-            label=f"commands {day}",
-        )
+        colour = f"C{day_index % 10}"
+        alerts = [p.alerts_per_day[day_index] for p in result.points]
+        commands = [p.commands_per_day[day_index] for p in result.points]
+        axes.plot(xs, alerts, "o-", color=colour, label=f"alerts {day}")
+        axes.plot(xs, commands, "s--", color=colour, alpha=0.6, label=f"commands {day}")
     axes.set_xlabel(f"{result.rule}.{result.param}")
     axes.set_ylabel("per day")
+    axes.set_ylim(bottom=0)
     axes.set_title("alerts and commands (suspensions, blocks) per day")
     axes.legend(fontsize="small")
     axes.grid(alpha=0.3)
@@ -360,9 +357,12 @@ def plot_png(result: Sweep) -> dict[str, str]:
             label="false commands / 10k accounts / day",
         )
         twin.set_ylabel("false positives / 10k / day")
-        twin.set_ylim(
-            bottom=0, top=max(1.0, *(p.fp_alerts_per_10k_day or 0.0 for p in result.points)) * 1.1
+        highest = max(
+            1.0,
+            *(p.fp_alerts_per_10k_day or 0.0 for p in result.points),
+            *(p.fp_commands_per_10k_day or 0.0 for p in result.points),
         )
+        twin.set_ylim(bottom=0, top=highest * 1.1)
         handles = axes.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
         axes.legend(handles[0] + more[0], handles[1] + more[1], fontsize="small")
