@@ -249,6 +249,7 @@ def build_app(
         web_enabled=False,
         datadir=str(config.state_dir / "worker" / settings.app_id),
         producer_acks=-1,
+        producer_linger=0.005,
         processing_guarantee="at_least_once",
         key_serializer="raw",
         value_serializer="raw",

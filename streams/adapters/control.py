@@ -197,34 +197,45 @@ class ControlConsumer:
             return
         result = self.active.apply(record.value, now)
         command = result.command
-        where = f"{record.partition}/{record.offset}"
         if result.outcome == "rejected":
             log.warning(
-                "ignored an unverifiable record at %s: %r", where, result.detail[:DETAIL_LIMIT]
+                "ignored an unverifiable record at %d/%d: %r",
+                record.partition,
+                record.offset,
+                result.detail[:DETAIL_LIMIT],
             )
-        elif command is not None and result.outcome in ("applied", "released"):
-            level = logging.INFO if self.status.caught_up else logging.DEBUG
+        elif command is not None and result.outcome == "applied":
             log.log(
-                level,
-                "%s %s %s %r until %s (rule %s, id %s)",
-                result.outcome,
-                command.releases or command.action,
+                self._state_log_level(),
+                "applied %s %s %r until %s (rule %s, id %s)",
+                command.action,
                 command.subject_type,
                 command.subject,
                 command.expires_at,
                 command.rule,
                 command.id,
             )
+        elif command is not None and result.outcome == "released":
+            log.log(
+                self._state_log_level(),
+                "released %s %s %r (rule %s, id %s)",
+                command.releases,
+                command.subject_type,
+                command.subject,
+                command.rule,
+                command.id,
+            )
+
+    def _state_log_level(self) -> int:
+        # Replaying the history at start would flood the log; live changes do not.
+        return logging.INFO if self.status.caught_up else logging.DEBUG
 
     async def _check_caught_up(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
     ) -> None:
         targets = self._targets or {}
         for tp in partitions:
-            position = self._positions.get(tp)
-            if position is None:
-                position = await consumer.position(tp)
-            if position < targets.get(tp, 0):
+            if await self._position(consumer, tp) < targets.get(tp, 0):
                 return
         self.status.caught_up = True
         self.status.caught_up_after = time.monotonic() - self.status.started_at
@@ -250,12 +261,19 @@ class ControlConsumer:
         self._mark_connected(True)
         lag = 0
         for tp in partitions:
-            position = self._positions.get(tp)
-            if position is None:
-                position = await consumer.position(tp)
-            lag += max(0, ends.get(tp, 0) - position)
+            lag += max(0, ends.get(tp, 0) - await self._position(consumer, tp))
         self.status.lag = lag
         return True
+
+    async def _position(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        """The next offset to read in ``tp``, as the client knows it.
+
+        Asked rather than derived from the last record, because a fetch can
+        move past offsets that hold no record (compaction, control records).
+        """
+        position = int(await asyncio.wait_for(consumer.position(tp), self.settings.probe_timeout))
+        self._positions[tp] = position
+        return position
 
     def _mark_connected(self, connected: bool, error: BaseException | None = None) -> None:
         if connected and not self.status.connected:

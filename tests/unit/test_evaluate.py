@@ -87,29 +87,16 @@ def test_the_replay_understood_every_line(parsed: ParsedLogs) -> None:
     assert len(parsed.events) > 20_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "password_spray has no NAT awareness yet: when the office behind one NAT address "
-        "has its passwords reset, ~27 accounts fail and then succeed from that address "
-        "within minutes, and the rule blocks the office (reported to the lead; remove this "
-        "marker when the rule discounts failures followed by success from the same address)"
-    ),
-)
 def test_the_nat_office_is_not_blocked_as_a_sprayer(evaluation: Evaluation) -> None:
+    """On rotation morning ~27 office accounts fail from the office's address, then succeed.
+
+    The address has a day's history of dozens of accounts logging in
+    successfully, which no spraying address has.
+    """
     spray = [fp for fp in evaluation.false_positives if fp.rule == "password_spray"]
     assert sum(fp.causes.get("NAT office", 0) for fp in spray) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "credential_stuffing suspends office users after the office's password rotation: "
-        "its min_failure_ratio guard does not hold when most of a NAT address's logins in "
-        "the window are retries of the old password (reported to the lead; remove this "
-        "marker when no benign account loses its login in the simulation)"
-    ),
-)
 def test_no_benign_account_loses_its_login(simulation: Simulation, verdicts: list[Verdict]) -> None:
     attacked = labelled_accounts(simulation.labels)
     locked = {
