@@ -7,7 +7,10 @@
     and each event serialized with orjson, in this process, on one core;
 (b) ``fail2ban-regex FILE 'postfix[mode=auth]'``;
 (c) ``fail2ban-regex FILE dovecot``;
-(d) a bare-Python floor: read a line, one regex, orjson a small dict.
+(d) a bare-Python floor: read a line, one regex, orjson a small dict;
+
+and then the parse time of each worst-case line (``loggen.pathological_lines``)
+at 6 and 60 kB, whose ratio shows whether any pattern backtracks.
 
 Rates are lines per CPU second (user + system: the machine is shared, so wall
 time would measure the neighbours); wall time is shown beside. "Both fail2ban
@@ -36,7 +39,7 @@ from typing import Any
 import click
 import orjson
 
-from mailwarden.loggen import START, Truth, write_log
+from mailwarden.loggen import START, Truth, pathological_lines, write_log
 from models.events import Origin
 
 DEFAULT_LINES = 260_000
@@ -103,6 +106,53 @@ def measure_mailwarden(path: Path, year: int) -> Measurement:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """Parse time of one worst-case line at two sizes, ten times apart."""
+
+    name: str
+    small: float
+    large: float
+
+    @property
+    def factor(self) -> float:
+        return self.large / self.small if self.small > 0 else float("inf")
+
+
+WORST_CASE_SIZES = (6_000, 60_000)  # both under the parser's 64 KiB line cap
+
+
+def measure_worst_cases(year: int, repeats: int = 5) -> list[Growth]:
+    """Linear parsers take ~10x for 10x the size; backtracking ones, much more."""
+    from parsers.api import LogParser
+
+    small_size, large_size = WORST_CASE_SIZES
+    small, large = pathological_lines(small_size), pathological_lines(large_size)
+    origin = Origin("worst-case", 1)
+
+    def best_time(line: str) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            parser = LogParser(host=None, timezone="UTC", year=year)
+            start = time.perf_counter()
+            parser.feed(line, origin)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    return [Growth(name, best_time(small[name]), best_time(large[name])) for name in small]
+
+
+def render_worst_cases(growths: list[Growth]) -> str:
+    small_size, large_size = WORST_CASE_SIZES
+    out = [
+        f"{'worst-case line':<34} {small_size // 1000:>5} kB us {large_size // 1000:>5} kB us "
+        f"{'growth for 10x size':>20}"
+    ]
+    for g in growths:
+        out.append(f"{g.name:<34} {g.small * 1e6:>11.1f} {g.large * 1e6:>11.1f} {g.factor:>19.1f}x")
+    return "\n".join(out)
+
+
 def measure_baseline(path: Path) -> Measurement:
     search = _BASELINE_PATTERN.search
     dumps = orjson.dumps
@@ -157,7 +207,7 @@ def render(measurements: list[Measurement], truth: Truth) -> str:
         return "\n".join(out)
     out.append("")
     for m in measurements:
-        if m is not ours:
+        if m is not ours and m.rate > 0:
             out.append(f"ratio mailwarden / {m.name:<34} {ours.rate / m.rate:>6.2f}x")
     fail2ban = [by_name[label] for label, _ in FAIL2BAN_FILTERS if label in by_name]
     if len(fail2ban) == len(FAIL2BAN_FILTERS):
@@ -215,6 +265,9 @@ def parse_bench(
         )
         measurements = _run_all(path, with_fail2ban)
         click.echo(render(measurements, truth))
+        if measurements[0].lines:
+            click.echo("")
+            click.echo(render_worst_cases(measure_worst_cases(START.year)))
         click.echo(
             f"\nmachine: {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}; "
             "rates are per CPU second of the measured process"

@@ -1141,6 +1141,9 @@ def corpus_check(corpus_dir: Path, families: tuple[str, ...], show: str) -> None
     click.echo(render_tables(report, lab))
     if show != "none":
         listed = report.judgements if show == "all" else report.disagreements()
+        if selected is None and show == "disagreements":
+            # untargeted families are listed when asked for with --family
+            listed = [j for j in listed if j.item.family in TARGET_FAMILIES]
         for judgement in listed:
             click.echo("")
             click.echo(render_judgement(judgement))

@@ -536,3 +536,59 @@ def write_log(
     generator.truth.lines = count
     generator.truth.bytes = written
     return generator.truth
+
+
+def _repeat_to(unit: str, size: int) -> str:
+    return unit * max(1, size // len(unit))
+
+
+def pathological_lines(size: int, client_ip: str = "192.0.2.77") -> dict[str, str]:
+    """Lines of about ``size`` characters built to make careless parsers slow.
+
+    Each repeats a fragment that a backtracking regex would try to match in many
+    ways (GHSA-33wh-ccjc-p397's ``Disconnected: a: a: a: ...``, long runs of the
+    field separators and key names of each format). A linear parser takes ten
+    times as long for ten times the size; a catastrophic one, far more. The only
+    real client address in each line is ``client_ip``.
+    """
+    stamp = "Nov 27 05:43:09"
+    ip = client_ip
+    return {
+        "dovecot-disconnected-a-a-a": (
+            f"{stamp} mail dovecot: imap-login: Disconnected: "
+            + _repeat_to("a: ", size)
+            + f"(tried to use disallowed test auth): user=<>, rip={ip}"
+        ),
+        "dovecot-a-a-a-no-match": (
+            f"{stamp} mail dovecot: imap-login: Disconnected: " + _repeat_to("a: ", size)
+        ),
+        "postfix-sasl-A-A-A": (
+            f"{stamp} mail postfix/smtpd[1]: warning: unknown[{ip}]: "
+            "SASL LOGIN authentication failed: " + _repeat_to("A ", size)
+        ),
+        "postfix-sasl-username-huge": (
+            f"{stamp} mail postfix/smtpd[1]: warning: unknown[{ip}]: "
+            "SASL LOGIN authentication failed: (reason unavailable), sasl_username="
+            + _repeat_to("rip=6.6.6.6 [6.6.6.6] ", size)
+        ),
+        "postfix-brackets": f"{stamp} mail postfix/smtpd[1]: " + _repeat_to("x[", size),
+        "noqueue-semicolons": (
+            f"{stamp} mail postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[{ip}]: "
+            "554 5.7.1 <a>: Relay access denied; " + _repeat_to("from=<a> ", size)
+        ),
+        "dovecot-user-brackets": (
+            f"{stamp} imap-login: Info: Aborted login (auth failed, 1 attempts): user=<"
+            + _repeat_to("<>, rip=", size)
+            + f">, method=PLAIN, rip={ip}"
+        ),
+        "passdb-commas": f"{stamp} auth: Info: passwd-file(" + _repeat_to("a,", size) + "): x",
+        "pam-rhost": (
+            f"{stamp} mail auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 "
+            "euid=0 tty=dovecot ruser=" + _repeat_to("rhost= ", size) + f"rhost={ip}"
+        ),
+        "roundcube-from": (
+            f"{stamp} mail roundcube: IMAP Error: Login failed for "
+            + _repeat_to("a from ", size)
+            + f"from {ip}."
+        ),
+    }

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -154,6 +155,7 @@ def normalize_account(name: str) -> str:
     return name.strip().casefold()
 
 
+@lru_cache(maxsize=65536)
 def parse_address(text: str) -> Address | None:
     """The IP in ``text``, or None; an IPv4-mapped IPv6 address becomes IPv4."""
     try:
@@ -205,8 +207,12 @@ class ActiveCommands:
         self._active: dict[Slot, Command] = {}
         # Issued time of the latest release or expired command per emptied slot.
         self._floor: dict[Slot, float] = {}
-        # (action, IP version, prefix length) -> active prefix entries with it.
+        # Prefix entries indexed by (action, IP version, length, the prefix's
+        # leading bits as an int), so a lookup is one dict probe per length.
+        self._prefix_index: dict[tuple[str, int, int, int], Slot] = {}
         self._prefix_lengths: Counter[tuple[str, int, int]] = Counter()
+        # (action, IP version) -> the prefix lengths in use, longest first.
+        self._lengths: dict[tuple[str, int], tuple[int, ...]] = {}
         self.stats = EnforcementStats()
 
     def __len__(self) -> int:
@@ -283,11 +289,23 @@ class ActiveCommands:
 
     def _count_prefix(self, slot: Slot, delta: int) -> None:
         action, _, subject = slot
-        if isinstance(subject, IPv4Network | IPv6Network):
-            length = (action, subject.version, subject.prefixlen)
-            self._prefix_lengths[length] += delta
-            if self._prefix_lengths[length] <= 0:
-                del self._prefix_lengths[length]
+        if not isinstance(subject, IPv4Network | IPv6Network):
+            return
+        version, length = subject.version, subject.prefixlen
+        key = (action, version, length, _leading_bits(subject.network_address, length))
+        if delta > 0:
+            self._prefix_index[key] = slot
+        else:
+            self._prefix_index.pop(key, None)
+        self._prefix_lengths[(action, version, length)] += delta
+        if self._prefix_lengths[(action, version, length)] <= 0:
+            del self._prefix_lengths[(action, version, length)]
+        self._lengths[(action, version)] = tuple(
+            sorted(
+                (n for (act, ver, n) in self._prefix_lengths if act == action and ver == version),
+                reverse=True,
+            )
+        )
 
     # -- looking up ------------------------------------------------------------
 
@@ -306,14 +324,11 @@ class ActiveCommands:
         exact = self._live((action, "ip", parsed), now)
         if exact is not None:
             return exact
-        lengths = [
-            length
-            for (act, version, length) in self._prefix_lengths
-            if act == action and version == parsed.version
-        ]
-        for length in sorted(lengths, reverse=True):
-            network = ip_network((parsed, length), strict=False)
-            found = self._live((action, "prefix", network), now)
+        for length in self._lengths.get((action, parsed.version), ()):
+            slot = self._prefix_index.get(
+                (action, parsed.version, length, _leading_bits(parsed, length))
+            )
+            found = self._live(slot, now) if slot is not None else None
             if found is not None:
                 return found
         return None
@@ -370,6 +385,10 @@ class ActiveCommands:
 
 def _public_reason(command: Command) -> str:
     return sanitize_reason(command.reason) or FALLBACK_REASONS.get(command.action, "refused")
+
+
+def _leading_bits(address: Address, length: int) -> int:
+    return int(address) >> (address.max_prefixlen - length)
 
 
 def _slot(command: Command) -> Slot:

@@ -14,6 +14,11 @@ Kinds (``kind``):
     rules never count one attempt twice.
 ``auth_echo``
     A second record of an attempt counted elsewhere (see above).
+``auth_report``
+    Dovecot's auth-policy ``report`` for an attempt (source ``dovecot-policy``):
+    the same attempt its log lines count, plus what logs lack (the truncated
+    password hash in ``extra["pwhash"]``, a real-time success for SMTP AUTH).
+    Kept apart from ``auth`` so that running the adapter never doubles counts.
 ``submission``
     A message accepted from a client (Postfix ``QID: client=...`` with
     ``sasl_username``, or a local ``pickup``).
@@ -53,7 +58,11 @@ DELIVERY = "delivery"
 REJECT = "reject"
 
 
-@dataclass(slots=True, frozen=True)
+# Event and Origin keep an instance __dict__ (no __slots__): orjson serializes
+# such dataclasses straight from it, about four times faster than reading slots.
+
+
+@dataclass(frozen=True)
 class Origin:
     """Where an event came from, for audits and the dead-letter topic.
 
@@ -67,7 +76,7 @@ class Origin:
     offset: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class Event:
     """A normalized mail-platform event.
 

@@ -18,6 +18,14 @@ once (:class:`WindowSpec`):
     checks this). The values still in the window, in order of first sight,
     are the evidence sample of alerts.
 
+    Each value also carries a *tally*, how many events brought it since it
+    last entered the window (weakforced's ``countmin``, exact here). A value
+    leaves the window a whole window after it was last seen, so a tally
+    counts an unbroken run: events that keep coming at intervals shorter
+    than the window add up, and the tally restarts after a pause of a whole
+    window. The tally and the last bucket share one integer
+    (``tally << TALLY_SHIFT | bucket``), so tallies cost no memory.
+
 The window "ending at the event time" is the bucket of the newest event seen
 for the key and the ``buckets - 1`` before it, so a window of 60 s in 6
 buckets spans between 50 and 60 s. Bounded disorder is tolerated: an event
@@ -56,6 +64,11 @@ from typing import Any
 # attacker-controlled (user names), and two values this long that differ only
 # further on are not worth telling apart.
 VALUE_CHARS = 256
+# A distinct value maps to ``tally << TALLY_SHIFT | last bucket``. 40 bits of
+# bucket number last until the year 36812 with one-second buckets.
+TALLY_SHIFT = 40
+BUCKET_MASK = (1 << TALLY_SHIFT) - 1
+ONE_TALLY = 1 << TALLY_SHIFT
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +105,9 @@ class KeyWindow:
 
     ``counts`` is a ring of ``buckets`` rows of ``len(spec.counts)`` integers,
     row ``b % buckets`` holding absolute bucket ``b``; ``head`` is the newest
-    bucket. ``distinct[i]`` maps the values of distinct field ``i`` to the last
-    bucket they were seen in (None when the spec has no distinct field).
+    bucket. ``distinct[i]`` maps the values of distinct field ``i`` to their
+    tally and the last bucket they were seen in, packed in one integer (None
+    when the spec has no distinct field).
     ``times`` holds up to ``spec.times`` event times the rule chose to note as
     evidence (see :meth:`WindowStore.note_time`); None until the first.
     """
@@ -119,11 +133,15 @@ class StoreStats:
 
 
 class WindowStore:
-    """All keys of one kind (accounts or IPs) for one rule's window shape."""
+    """All keys of one kind (accounts, IPs or prefixes) for one window shape.
 
-    def __init__(self, spec: WindowSpec, max_keys: int) -> None:
+    ``name`` identifies the store in exported state (``{name: key state}``).
+    """
+
+    def __init__(self, spec: WindowSpec, max_keys: int, name: str = "") -> None:
         if max_keys <= 0:
             raise ValueError("max_keys must be positive")
+        self.name = name
         self.spec = spec
         self.max_keys = max_keys
         self.stats = StoreStats()
@@ -204,6 +222,8 @@ class WindowStore:
         if times is None:
             window.times = [epoch]
             return
+        if times[-1] == epoch:
+            return  # two rules reading one shared store noted the same event
         times.append(epoch)
         if len(times) > self.spec.times:
             del times[0]
@@ -216,10 +236,57 @@ class WindowStore:
         """How many distinct values of field ``field`` are in the window (saturates at the cap)."""
         return len(window.distinct[field]) if window.distinct else 0
 
-    def has_value(self, window: KeyWindow, field: int, value: str) -> bool:
-        """Whether ``value`` is among the values of distinct field ``field`` in the window."""
+    def live_distinct_count(self, window: KeyWindow, field: int, epoch: float) -> int:
+        """The distinct count of the window that ends at ``epoch`` (or at the key's newest event).
+
+        Unlike :meth:`distinct_count` it leaves out values that have aged out
+        of the window since the key's last event; for keys read by events of
+        other keys.
+        """
         distinct = window.distinct
-        return distinct is not None and value[:VALUE_CHARS] in distinct[field]
+        if distinct is None:
+            return 0
+        seen = distinct[field]
+        bucket = self.spec.bucket_of(epoch)
+        if bucket <= window.head:
+            return len(seen)
+        oldest_live = bucket - self.spec.buckets
+        return sum(1 for packed in seen.values() if packed & BUCKET_MASK > oldest_live)
+
+    def has_value(
+        self, window: KeyWindow, field: int, value: str, epoch: float | None = None
+    ) -> bool:
+        """Whether ``value`` is among the values of distinct field ``field`` in the window.
+
+        With ``epoch``, whether it is still in the window that ends at that
+        event time (a value the window has not been advanced past yet may
+        already be too old for it).
+        """
+        distinct = window.distinct
+        if distinct is None:
+            return False
+        packed = distinct[field].get(value[:VALUE_CHARS])
+        if packed is None:
+            return False
+        if epoch is None:
+            return True
+        return (packed & BUCKET_MASK) > self.spec.bucket_of(epoch) - self.spec.buckets
+
+    def tally(self, window: KeyWindow, field: int, value: str) -> int:
+        """How many events brought ``value`` in its current run (0 when not in the window)."""
+        distinct = window.distinct
+        if distinct is None:
+            return 0
+        return distinct[field].get(value[:VALUE_CHARS], 0) >> TALLY_SHIFT
+
+    def top_tallies(self, window: KeyWindow, field: int, limit: int = 5) -> list[tuple[str, int]]:
+        """The ``limit`` values of field ``field`` with the highest tallies, highest first."""
+        if not window.distinct:
+            return []
+        ranked = sorted(
+            window.distinct[field].items(), key=lambda item: (-(item[1] >> TALLY_SHIFT), item[0])
+        )
+        return [(value, packed >> TALLY_SHIFT) for value, packed in ranked[:limit]]
 
     def samples(self, window: KeyWindow, field: int, limit: int = 10) -> list[str]:
         """The first ``limit`` values of distinct field ``field`` still in the window."""
@@ -285,7 +352,9 @@ class WindowStore:
         if window.distinct:
             oldest_live = bucket - spec.buckets
             for seen in window.distinct:
-                stale = [value for value, last in seen.items() if last <= oldest_live]
+                stale = [
+                    value for value, packed in seen.items() if packed & BUCKET_MASK <= oldest_live
+                ]
                 for value in stale:
                     del seen[value]
 
@@ -297,18 +366,20 @@ class WindowStore:
                 continue
             seen = window.distinct[field]
             value = value[:VALUE_CHARS]
-            last = seen.get(value)
-            if last is not None:
-                if bucket > last:
-                    seen[value] = bucket
+            packed = seen.get(value)
+            if packed is not None:
+                if bucket > packed & BUCKET_MASK:
+                    seen[value] = (packed >> TALLY_SHIFT << TALLY_SHIFT) + ONE_TALLY + bucket
+                else:
+                    seen[value] = packed + ONE_TALLY
                 continue
             if len(seen) >= cap:
                 # Saturated: keep the values seen most recently.
-                oldest_value, oldest_bucket = min(seen.items(), key=lambda item: item[1])
-                if oldest_bucket >= bucket:
+                oldest_value, oldest = min(seen.items(), key=lambda item: item[1] & BUCKET_MASK)
+                if oldest & BUCKET_MASK >= bucket:
                     continue
                 del seen[oldest_value]
-            seen[value] = bucket
+            seen[value] = ONE_TALLY + bucket
 
     # -- export / import, for Faust tables ---------------------------------
 
@@ -323,7 +394,11 @@ class WindowStore:
             "head": window.head,
             "counts": list(window.counts),
             "distinct": [
-                [[value, last] for value, last in seen.items()] for seen in window.distinct or []
+                [
+                    [value, packed & BUCKET_MASK, packed >> TALLY_SHIFT]
+                    for value, packed in seen.items()
+                ]
+                for seen in window.distinct or []
             ],
             "times": list(window.times or ()),
             "quiet_until": window.quiet_until,
@@ -362,8 +437,17 @@ class WindowStore:
             distinct = data["distinct"]
             if len(distinct) != len(window.distinct):
                 raise ValueError("distinct fields do not match the geometry")
-            for field, pairs in enumerate(distinct):
-                window.distinct[field] = {str(value): int(last) for value, last in pairs}
+            for field, entries in enumerate(distinct):
+                window.distinct[field] = {
+                    str(entry[0]): _pack(int(entry[1]), int(entry[2]) if len(entry) > 2 else 1)
+                    for entry in entries
+                }
         times = [float(t) for t in data["times"]][-spec.times :] if spec.times else []
         window.times = times or None
         return window
+
+
+def _pack(bucket: int, tally: int) -> int:
+    if not 0 <= bucket <= BUCKET_MASK or tally < 1:
+        raise ValueError("distinct entry out of range")
+    return tally << TALLY_SHIFT | bucket

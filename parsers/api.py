@@ -13,7 +13,6 @@ raises: bad input comes back as ``ParseResult.error``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.events import Origin
@@ -22,14 +21,12 @@ from parsers.correlation import HostState
 from parsers.dovecot import DovecotParser, is_dovecot_process
 from parsers.envelope import EnvelopeError, EnvelopeReader
 from parsers.postfix import PostfixParser
-from parsers.result import LineContext, ParseResult, failed, ignored
+from parsers.result import LineContext, ParseResult, Route, failed, ignored
 
 __all__ = ["MAX_LINE_BYTES", "LogParser", "ParseResult", "ParserStats"]
 
 MAX_LINE_BYTES = 64 * 1024
 _ROUTE_CACHE_LIMIT = 4096
-
-Route = Callable[[LineContext], ParseResult]
 
 
 @dataclass(slots=True)
@@ -79,68 +76,60 @@ class LogParser:
 
     def feed(self, raw: bytes | str, origin: Origin) -> ParseResult:
         """Parse one line (without or with its line ending). Never raises on input."""
-        try:
-            result = self._feed(raw, origin)
-        except Exception as exc:  # a parser bug must cost one line, not the stream
-            result = failed(f"internal parser error ({type(exc).__name__}: {exc})")
         stats = self.stats
         stats.lines += 1
+        invalid_utf8 = False
+        try:
+            if isinstance(raw, bytes):
+                if len(raw) > MAX_LINE_BYTES:
+                    raise UnreadableLine(f"line too long ({len(raw)} bytes)")
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = raw.decode("utf-8", "replace")
+                    invalid_utf8 = True
+                    stats.invalid_utf8 += 1
+            else:
+                text = _checked_text(raw)
+            if "\n" in text or "\r" in text:
+                text = _one_line(text)
+            context = self._envelopes.read(text, origin)
+            route = self._routes.get(context.program)
+            if route is None:
+                route = self._route_for(context.program)
+            result = route[0](context.message, context, route[1])
+            if invalid_utf8:
+                for event in result.events:
+                    event.extra["invalid_utf8"] = True
+        except (UnreadableLine, EnvelopeError) as exc:
+            result = failed(str(exc))
+        except Exception as exc:  # a parser bug must cost one line, not the stream
+            result = failed(f"internal parser error ({type(exc).__name__}: {exc})")
         if result.events:
             stats.events += len(result.events)
         else:
             stats.count_unproductive(result)
         return result
 
-    def _feed(self, raw: bytes | str, origin: Origin) -> ParseResult:
-        invalid_utf8 = False
-        if isinstance(raw, bytes):
-            if len(raw) > MAX_LINE_BYTES:
-                return failed(f"line too long ({len(raw)} bytes)")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("utf-8", "replace")
-                invalid_utf8 = True
-                self.stats.invalid_utf8 += 1
-        else:
-            text = raw
-            if len(text) > MAX_LINE_BYTES // 4 and len(text.encode("utf-8")) > MAX_LINE_BYTES:
-                return failed(f"line too long ({len(text.encode('utf-8'))} bytes)")
-        if "\n" in text or "\r" in text:
-            text = text.rstrip("\r\n")
-            if "\n" in text:
-                return failed("line break inside a line")
-            text = text.replace("\r", "?")
-        try:
-            context = self._envelopes.read(text, origin)
-        except EnvelopeError as exc:
-            return failed(str(exc))
-        route = self._routes.get(context.program)
-        if route is None:
-            route = self._route_for(context.program)
-        result = route(context)
-        if invalid_utf8:
-            for event in result.events:
-                event.extra["invalid_utf8"] = True
-        return result
-
     def _route_for(self, program: str) -> Route:
         route: Route
         if program.startswith("postfix"):
-            route = self._postfix.parse
+            route = self._postfix.route(program)
         elif program == "dovecot" or is_dovecot_process(program):
-            route = self._to_dovecot
+            route = (self._to_dovecot, None)
         elif program == "saslauthd":
-            route = self._auth.saslauthd
+            route = (self._to_saslauthd, None)
         elif program.startswith("roundcube"):
-            route = self._auth.roundcube
+            route = (self._to_roundcube, None)
         else:
-            route = self._to_other
+            route = (self._to_other, None)
         if len(self._routes) < _ROUTE_CACHE_LIMIT:
             self._routes[program] = route
         return route
 
-    def _to_dovecot(self, context: LineContext) -> ParseResult:
+    # Every route takes (message, context, service); only Postfix has services.
+
+    def _to_dovecot(self, _message: str, context: LineContext, _service: str | None) -> ParseResult:
         result = self._dovecot.parse(context)
         if isinstance(result, str):
             context.message = result
@@ -149,9 +138,38 @@ class LogParser:
             return self._auth.cyrus(context)  # Cyrus imapd also calls itself "imap"
         return result
 
-    def _to_other(self, context: LineContext) -> ParseResult:
-        if is_pam_message(context.message):
+    def _to_saslauthd(
+        self, _message: str, context: LineContext, _service: str | None
+    ) -> ParseResult:
+        return self._auth.saslauthd(context)
+
+    def _to_roundcube(
+        self, _message: str, context: LineContext, _service: str | None
+    ) -> ParseResult:
+        return self._auth.roundcube(context)
+
+    def _to_other(self, message: str, context: LineContext, _service: str | None) -> ParseResult:
+        if is_pam_message(message):
             return self._auth.pam(context)
-        if is_cyrus_badlogin(context.message):
+        if is_cyrus_badlogin(message):
             return self._auth.cyrus(context)
         return ignored("other_program")
+
+
+class UnreadableLine(ValueError):
+    """The line is too long, or holds a line break."""
+
+
+def _checked_text(text: str) -> str:
+    """``text``, unless its UTF-8 form is longer than MAX_LINE_BYTES."""
+    if len(text) > MAX_LINE_BYTES // 4 and len(text.encode("utf-8")) > MAX_LINE_BYTES:
+        raise UnreadableLine(f"line too long ({len(text.encode('utf-8'))} bytes)")
+    return text
+
+
+def _one_line(text: str) -> str:
+    """Drop the line ending; a carriage return inside the line becomes ``?``."""
+    text = text.rstrip("\r\n")
+    if "\n" in text:
+        raise UnreadableLine("line break inside a line")
+    return text.replace("\r", "?")

@@ -24,10 +24,10 @@
 
 from __future__ import annotations
 
-from models.events import Event
+from models.events import Outcome
 from parsers.correlation import FailedAttempts, HostState
 from parsers.fields import normalize_ip
-from parsers.result import LineContext, ParseResult, emitted, failed, ignored
+from parsers.result import LineContext, ParseResult, failed, ignored, new_event
 
 PAM_MAIL_SERVICES = {
     "dovecot": None,
@@ -52,6 +52,12 @@ _CYRUS_PROTOCOLS = {
     "sieve": "sieve",
     "timsieved": "sieve",
 }
+_ROUNDCUBE_LOGINS: tuple[tuple[str, Outcome], ...] = (
+    ("IMAP Error: Login failed for ", "failure"),
+    ("FAILED login for ", "failure"),
+    ("Failed login for ", "failure"),
+    ("Successful login for ", "success"),
+)
 _IMAP_REPLY_STARTS = (
     "AUTHENTICATE ",
     "LOGIN",
@@ -79,17 +85,6 @@ class AuthLogParser:
     def __init__(self, state: HostState) -> None:
         self._state = state
 
-    def _event(self, ctx: LineContext, source: str, kind: str, **values: object) -> Event:
-        return Event(
-            ts=ctx.ts,
-            epoch=ctx.epoch,
-            host=ctx.host,
-            source=source,
-            kind=kind,
-            origin=ctx.origin,
-            **values,  # type: ignore[arg-type]
-        )
-
     # -- PAM -----------------------------------------------------------------
 
     def pam(self, ctx: LineContext) -> ParseResult:
@@ -106,19 +101,21 @@ class AuthLogParser:
             canonical, _earlier = self._state.failures.record(
                 ip, user, FailedAttempts.PAM, ctx.epoch, in_login_session=False
             )
-        return emitted(
-            self._event(
-                ctx,
-                "pam",
-                "auth" if canonical else "auth_echo",
-                outcome="failure",
-                protocol=PAM_MAIL_SERVICES.get(service or ""),
-                user=user,
-                client_ip=ip,
-                service=service,
-                reason="authentication failure",
-                extra={"rhost": rhost} if rhost and ip is None else {},
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    "pam",
+                    "auth" if canonical else "auth_echo",
+                    outcome="failure",
+                    protocol=PAM_MAIL_SERVICES.get(service or ""),
+                    user=user,
+                    client_ip=ip,
+                    service=service,
+                    reason="authentication failure",
+                    extra={"rhost": rhost} if rhost and ip is None else {},
+                )
+            ]
         )
 
     # -- saslauthd -------------------------------------------------------------
@@ -134,18 +131,20 @@ class AuthLogParser:
         user = _bracketed(fields, "[user=", "] [service=")
         service = _bracketed(fields, "[service=", "]")
         reason = _bracketed(fields, "[reason=", "]")
-        return emitted(
-            self._event(
-                ctx,
-                "saslauthd",
-                "auth_echo",
-                outcome="failure",
-                protocol=PAM_MAIL_SERVICES.get(service or ""),
-                user=user or None,
-                service=service,
-                reason=reason,
-                detail="saslauthd logs no client address; the client daemon's line counts",
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    "saslauthd",
+                    "auth_echo",
+                    outcome="failure",
+                    protocol=PAM_MAIL_SERVICES.get(service or ""),
+                    user=user or None,
+                    service=service,
+                    reason=reason,
+                    detail="saslauthd logs no client address; the client daemon's line counts",
+                )
+            ]
         )
 
     # -- Cyrus ---------------------------------------------------------------------
@@ -167,19 +166,21 @@ class AuthLogParser:
         canonical, _earlier = self._state.failures.record(
             ip, user, FailedAttempts.CYRUS, ctx.epoch, in_login_session=False
         )
-        return emitted(
-            self._event(
-                ctx,
-                "cyrus",
-                "auth" if canonical else "auth_echo",
-                outcome="failure",
-                protocol=_CYRUS_PROTOCOLS.get(process),
-                user=user or None,
-                client_ip=ip,
-                mech=mech.upper() or None,
-                service=process,
-                reason=rest.strip("[] ") or None,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    "cyrus",
+                    "auth" if canonical else "auth_echo",
+                    outcome="failure",
+                    protocol=_CYRUS_PROTOCOLS.get(process),
+                    user=user or None,
+                    client_ip=ip,
+                    mech=mech.upper() or None,
+                    service=process,
+                    reason=rest.strip("[] ") or None,
+                )
+            ]
         )
 
     # -- Roundcube -------------------------------------------------------------
@@ -189,17 +190,12 @@ class AuthLogParser:
         if text.startswith("<"):
             # "<sessid> IMAP Error: ..."
             text = text[text.find("> ") + 2 :] if "> " in text[:40] else text
-        for prefix, outcome in (
-            ("IMAP Error: Login failed for ", "failure"),
-            ("FAILED login for ", "failure"),
-            ("Failed login for ", "failure"),
-            ("Successful login for ", "success"),
-        ):
+        for prefix, outcome in _ROUNDCUBE_LOGINS:
             if text.startswith(prefix):
                 return self._roundcube_login(text[len(prefix) :], outcome, ctx)
         return ignored("roundcube_other")
 
-    def _roundcube_login(self, text: str, outcome: str, ctx: LineContext) -> ParseResult:
+    def _roundcube_login(self, text: str, outcome: Outcome, ctx: LineContext) -> ParseResult:
         candidates = _roundcube_addresses(text)
         if len(candidates) != 1:
             reason = "no client address" if not candidates else "ambiguous client address"
@@ -211,16 +207,18 @@ class AuthLogParser:
             user = user[:against]
         if outcome == "success":
             user = user.partition(" (ID: ")[0]
-        return emitted(
-            self._event(
-                ctx,
-                "roundcube",
-                "auth",
-                outcome=outcome,
-                protocol="webmail",
-                user=user or None,
-                client_ip=ip,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    "roundcube",
+                    "auth",
+                    outcome=outcome,
+                    protocol="webmail",
+                    user=user or None,
+                    client_ip=ip,
+                )
+            ]
         )
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from models.events import Event
 from parsers.correlation import FailedAttempts, HostState, LoginSession
 from parsers.fields import normalize_ip
-from parsers.result import LineContext, ParseResult, emitted, failed, ignored
+from parsers.result import LineContext, ParseResult, failed, ignored, new_event
 
 SOURCE = "dovecot"
 
@@ -93,16 +93,26 @@ _PASSDB_FAILURES = (
     "Login failed",
     "Invalid password",
 )
+_BASES_LIMIT = 1024
 _POLICY_MESSAGES = ("Policy check action is ", "Policy server ")
 _SECRET_MARKERS = (" (given password", " (SHA1 of given password", " (given password hash")
 
 
 def process_base(process: str) -> str:
     """``imap(alice)<1><s>`` -> ``imap``; ``auth-worker(123)`` -> ``auth-worker``."""
-    for index, char in enumerate(process):
-        if char in "(<[":
-            return process[:index]
-    return process
+    end = len(process)
+    for char in "(<[":
+        at = process.find(char, 0, end)
+        if at >= 0:
+            end = at
+    return process[:end]
+
+
+def without_level(text: str) -> str:
+    """``Info: Login: ...`` -> ``Login: ...``; text without a level word is kept."""
+    if text.startswith(_LEVELS):
+        return text[text.find(": ") + 2 :]  # no level word holds ": "
+    return text
 
 
 def is_dovecot_process(program: str) -> bool:
@@ -152,19 +162,21 @@ def parse_login_fields(tail: str) -> LoginFields:
     handshaking = False
     version = None
     for item in back.split(", "):
-        if item.startswith("rip="):
+        head = item[:4]  # most items are skipped on this alone (lip=, port=, ...)
+        if head == "rip=":
             fields.rip_present = True
             fields.client_ip = normalize_ip(item[4:])
-        elif item.startswith("mpid="):
+        elif head == "mpid" and item.startswith("mpid="):
             fields.mpid = item[5:]
-        elif item.startswith("session=<") and item.endswith(">"):
+        elif head == "sess" and item.startswith("session=<") and item.endswith(">"):
             fields.session = item[9:-1]
-        elif item == "TLS" or item.startswith("TLS: "):
-            fields.encrypted = True
-        elif item.startswith("TLS handshaking"):
-            handshaking = True
-        elif item.startswith(("TLSv", "SSLv")):
-            version = item.partition(" ")[0]
+        elif head[:3] == "TLS" or head[:3] == "SSL":
+            if item == "TLS" or item.startswith("TLS: "):
+                fields.encrypted = True
+            elif item.startswith("TLS handshaking"):
+                handshaking = True
+            elif item.startswith(("TLSv", "SSLv")):
+                version = item.partition(" ")[0]
     if version is not None:
         fields.tls = version
     elif not fields.encrypted and not handshaking:
@@ -255,17 +267,7 @@ class DovecotParser:
 
     def __init__(self, state: HostState) -> None:
         self._state = state
-
-    def _event(self, ctx: LineContext, kind: str, **values: object) -> Event:
-        return Event(
-            ts=ctx.ts,
-            epoch=ctx.epoch,
-            host=ctx.host,
-            source=SOURCE,
-            kind=kind,
-            origin=ctx.origin,
-            **values,  # type: ignore[arg-type]
-        )
+        self._bases: dict[str, str] = {}  # process prefix -> process_base of it
 
     def parse(self, ctx: LineContext) -> ParseResult | str:
         """Parse one line; a PAM message logged by the auth process comes back as text."""
@@ -278,11 +280,15 @@ class DovecotParser:
                 return ignored("dovecot_other")
         else:
             process, rest = program, message
-        for level in _LEVELS:
-            if rest.startswith(level):
-                rest = rest[len(level) :]
-                break
-        base = process_base(process)
+        if rest.startswith(_LEVELS):
+            rest = without_level(rest)
+        base = self._bases.get(process)
+        if base is None:
+            base = process_base(process)
+            if base == process:  # a constant name; imap(user)<pid><session> is not
+                if len(self._bases) >= _BASES_LIMIT:
+                    self._bases.clear()
+                self._bases[process] = base
         login_protocol = LOGIN_PROCESSES.get(base)
         if login_protocol is not None:
             return self._login_process(login_protocol, rest, ctx)
@@ -324,18 +330,21 @@ class DovecotParser:
             kind = "tls"
         else:
             kind = "disconnect"
-        return emitted(
-            self._event(
-                ctx,
-                kind,
-                outcome="failure" if kind == "tls" else None,
-                protocol=protocol,
-                user=fields.user,
-                client_ip=fields.client_ip,
-                tls=fields.tls,
-                session=fields.session,
-                detail=head,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    kind,
+                    outcome="failure" if kind == "tls" else None,
+                    protocol=protocol,
+                    user=fields.user,
+                    client_ip=fields.client_ip,
+                    tls=fields.tls,
+                    session=fields.session,
+                    detail=head,
+                )
+            ]
         )
 
     def _login(self, protocol: str, fields: LoginFields, ctx: LineContext) -> ParseResult:
@@ -349,19 +358,22 @@ class DovecotParser:
             )
             if fields.mpid is not None:
                 self._state.login_pids.put(fields.mpid, fields.session, ctx.epoch)
-        return emitted(
-            self._event(
-                ctx,
-                "auth",
-                outcome="success",
-                protocol=protocol,
-                user=fields.user,
-                client_ip=fields.client_ip,
-                tls=fields.tls,
-                mech=fields.method,
-                session=fields.session,
-                extra={"encrypted": True} if fields.tls is None and fields.encrypted else {},
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "auth",
+                    outcome="success",
+                    protocol=protocol,
+                    user=fields.user,
+                    client_ip=fields.client_ip,
+                    tls=fields.tls,
+                    mech=fields.method,
+                    session=fields.session,
+                    extra={"encrypted": True} if fields.tls is None and fields.encrypted else {},
+                )
+            ]
         )
 
     def _summary(
@@ -386,20 +398,23 @@ class DovecotParser:
                 fields.client_ip, fields.user, ctx.epoch - seconds, ctx.epoch, attempts
             )
         echo = seen >= attempts
-        return emitted(
-            self._event(
-                ctx,
-                "auth_echo" if echo else "auth",
-                outcome="failure",
-                protocol=protocol,
-                user=fields.user,
-                client_ip=fields.client_ip,
-                tls=fields.tls,
-                mech=fields.method,
-                session=fields.session,
-                attempts=attempts if echo else attempts - seen,
-                detail=head,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "auth_echo" if echo else "auth",
+                    outcome="failure",
+                    protocol=protocol,
+                    user=fields.user,
+                    client_ip=fields.client_ip,
+                    tls=fields.tls,
+                    mech=fields.method,
+                    session=fields.session,
+                    attempts=attempts if echo else attempts - seen,
+                    detail=head,
+                )
+            ]
         )
 
     def _proxy_failure(
@@ -408,20 +423,23 @@ class DovecotParser:
         seen = 0
         if fields.session is not None:
             seen = self._state.session_failures.pop(fields.session) or 0
-        return emitted(
-            self._event(
-                ctx,
-                "auth_echo" if seen else "auth",
-                outcome="failure",
-                protocol=protocol,
-                user=fields.user,
-                client_ip=fields.client_ip,
-                tls=fields.tls,
-                mech=fields.method,
-                session=fields.session,
-                attempts=1,
-                detail=head,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "auth_echo" if seen else "auth",
+                    outcome="failure",
+                    protocol=protocol,
+                    user=fields.user,
+                    client_ip=fields.client_ip,
+                    tls=fields.tls,
+                    mech=fields.method,
+                    session=fields.session,
+                    attempts=1,
+                    detail=head,
+                )
+            ]
         )
 
     # -- auth processes --------------------------------------------------
@@ -462,27 +480,27 @@ class DovecotParser:
             return ignored("dovecot_auth_other")
         message = identity.message
         if strip_driver:
-            for level in _LEVELS:
-                if message.startswith(level):
-                    message = message[len(level) :]
-                    break
+            message = without_level(message)
             driver, sep, after = message.partition(": ")
             if sep and driver.replace("-", "").isalnum():
                 message = after
         if message.startswith(_POLICY_MESSAGES):
-            return emitted(
-                self._event(
-                    ctx,
-                    "policy",
-                    user=identity.user,
-                    client_ip=identity.client_ip,
-                    session=identity.session,
-                    detail=message,
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "policy",
+                        user=identity.user,
+                        client_ip=identity.client_ip,
+                        session=identity.session,
+                        detail=message,
+                    )
+                ]
             )
         if not message.startswith(_PASSDB_FAILURES):
             return ignored("dovecot_auth_other")
-        return emitted(self._passdb_failure(identity, _without_secrets(message), ctx))
+        return ParseResult([self._passdb_failure(identity, _without_secrets(message), ctx)])
 
     def _passdb_failure(self, identity: AuthIdentity, reason: str, ctx: LineContext) -> Event:
         session = identity.session
@@ -505,8 +523,9 @@ class DovecotParser:
             )
             if FailedAttempts.SMTPD in earlier:
                 protocol = "smtp"
-        return self._event(
+        return new_event(
             ctx,
+            SOURCE,
             "auth" if canonical else "auth_echo",
             outcome="failure",
             protocol=protocol,
@@ -535,35 +554,41 @@ class DovecotParser:
             login = self._state.logins.pop(session) if session is not None else None
             if groups:
                 self._state.login_pids.pop(groups[0])
-            return emitted(
-                self._event(
-                    ctx,
-                    "logout",
-                    protocol=protocol,
-                    user=inner or None,
-                    client_ip=login.client_ip if login is not None else None,
-                    tls=login.tls if login is not None else None,
-                    session=session,
-                    detail=rest.partition(" in=")[0].partition(" top=")[0],
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "logout",
+                        protocol=protocol,
+                        user=inner or None,
+                        client_ip=login.client_ip if login is not None else None,
+                        tls=login.tls if login is not None else None,
+                        session=session,
+                        detail=rest.partition(" in=")[0].partition(" top=")[0],
+                    )
+                ]
             )
         return ignored("dovecot_mail_process")
 
     def _kick(self, pid: str, protocol: str, rest: str, ctx: LineContext) -> ParseResult:
         session = self._state.login_pids.get(pid, ctx.epoch)
         login = self._state.logins.get(session, ctx.epoch) if session is not None else None
-        return emitted(
-            self._event(
-                ctx,
-                "kick",
-                protocol=protocol,
-                user=login.user if login is not None else None,
-                client_ip=login.client_ip if login is not None else None,
-                tls=login.tls if login is not None else None,
-                session=session,
-                detail=rest,
-                extra={"pid": pid},
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "kick",
+                    protocol=protocol,
+                    user=login.user if login is not None else None,
+                    client_ip=login.client_ip if login is not None else None,
+                    tls=login.tls if login is not None else None,
+                    session=session,
+                    detail=rest,
+                    extra={"pid": pid},
+                )
+            ]
         )
 
 

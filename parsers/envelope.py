@@ -72,10 +72,18 @@ class EnvelopeReader:
         self._now = now
         self._last_epoch: float | None = None
         self._host = host
-        # stamp text -> (epoch, ISO text); most lines share their second with the previous one
+        # stamp text -> (epoch, ISO text); most lines share their second with the previous
+        # one. RFC 3164 stamps have their own map: their meaning follows the stream's year.
+        self._syslog_stamps: dict[str, tuple[float, str]] = {}
         self._stamp_cache: dict[str, tuple[float, str]] = {}
-        # "host prog[pid]" -> (host, program, pid)
+        # (year, month, day, hour, minute) in the configured zone -> epoch of its first
+        # second, or None when the zone's offset changes within that minute
+        self._minute_epochs: dict[tuple[int, int, int, int, int], float | None] = {}
+        # epoch of a UTC minute -> its ISO text up to the seconds, "2026-11-27T05:43:"
+        self._utc_minutes: dict[float, str] = {}
+        # "host prog[pid]" -> (host, program, pid); "host prog" -> (host, program)
         self._tag_cache: dict[str, tuple[str | None, str, str | None]] = {}
+        self._tag_heads: dict[str, tuple[str | None, str]] = {}
 
     @property
     def last_epoch(self) -> float | None:
@@ -83,6 +91,33 @@ class EnvelopeReader:
 
     def read(self, line: str, origin: Origin) -> LineContext:
         """Split ``line``; raise :class:`EnvelopeError` with a short reason when it cannot."""
+        # The common case: a syslog line whose second was seen lately. Only valid
+        # stamps are in the map, so a hit on the first 15 characters is the full
+        # RFC 3164 stamp; anything else takes the long way.
+        stamp = self._syslog_stamps.get(line[:15])
+        if stamp is not None:
+            last = self._last_epoch
+            epoch = stamp[0]
+            if last is None or last - _HALF_YEAR <= epoch <= last + _HALF_YEAR:
+                tag_end = line.find(": ", 16)
+                parts = self._tag_cache.get(line[16:tag_end]) if tag_end > 0 else None
+                if parts is None:
+                    context = self._tagged(line, 16, stamp, origin)
+                else:
+                    context = LineContext(
+                        stamp[1],
+                        epoch,
+                        self._host or parts[0],
+                        origin,
+                        parts[1],
+                        parts[2],
+                        line[tag_end + 2 :],
+                    )
+                self._last_epoch = epoch
+                return context
+        return self._read_any(line, origin)
+
+    def _read_any(self, line: str, origin: Origin) -> LineContext:
         first = line[:1]
         if "A" <= first <= "Z":
             context = self._rfc3164(line, 0, origin)
@@ -114,7 +149,7 @@ class EnvelopeReader:
         else:
             raise EnvelopeError("no timestamp")
         stamp = line[offset:end]
-        cached = self._stamp_cache.get(stamp)
+        cached = self._syslog_stamps.get(stamp)
         last = self._last_epoch
         if cached is None or (
             last is not None and not last - _HALF_YEAR <= cached[0] <= last + _HALF_YEAR
@@ -124,7 +159,11 @@ class EnvelopeReader:
 
     def _rfc3164_stamp(self, stamp: str) -> tuple[float, str]:
         epoch = self._rfc3164_epoch(stamp)
-        return self._remember(stamp, epoch)
+        if len(self._syslog_stamps) >= _STAMP_CACHE_LIMIT:
+            self._syslog_stamps.clear()
+        entry = (epoch, self._utc_text(epoch))
+        self._syslog_stamps[stamp] = entry
+        return entry
 
     def _remember(self, stamp: str, epoch: float) -> tuple[float, str]:
         if len(self._stamp_cache) >= _STAMP_CACHE_LIMIT:
@@ -132,6 +171,19 @@ class EnvelopeReader:
         entry = (epoch, iso_utc(epoch))
         self._stamp_cache[stamp] = entry
         return entry
+
+    def _utc_text(self, epoch: float) -> str:
+        """``iso_utc(epoch)``; for a whole second, from the cached text of its minute."""
+        if not epoch.is_integer():
+            return iso_utc(epoch)
+        minute_start = epoch - epoch % 60
+        prefix = self._utc_minutes.get(minute_start)
+        if prefix is None:
+            prefix = iso_utc(minute_start)[:-8]  # drop "00+00:00"
+            if len(self._utc_minutes) >= _STAMP_CACHE_LIMIT:
+                self._utc_minutes.clear()
+            self._utc_minutes[minute_start] = prefix
+        return f"{prefix}{int(epoch - minute_start):02d}+00:00"
 
     def _rfc3164_epoch(self, stamp: str) -> float:
         month = _MONTHS.get(stamp[:3])
@@ -151,7 +203,7 @@ class EnvelopeReader:
             if epoch < last - _HALF_YEAR:
                 # new-year rollover: December then January
                 self._year = year + 1
-                self._stamp_cache.clear()
+                self._syslog_stamps.clear()
                 return self._local_epoch(year + 1, month, day, hour, minute, second)
             if epoch > last + _HALF_YEAR:
                 # a late line from the previous year; the stream's year stays
@@ -177,11 +229,30 @@ class EnvelopeReader:
     def _local_epoch(
         self, year: int, month: int, day: int, hour: int, minute: int, second: int
     ) -> float:
+        key = (year, month, day, hour, minute)
+        start = self._minute_epochs.get(key)
+        if start is None and key not in self._minute_epochs:
+            start = self._minute_start(key)
+        if start is not None and 0 <= second <= 59:
+            return start + second
         try:
             moment = datetime(year, month, day, hour, minute, second, tzinfo=self._zone)
         except ValueError as exc:
             raise EnvelopeError("bad timestamp") from exc
         return moment.timestamp()
+
+    def _minute_start(self, key: tuple[int, int, int, int, int]) -> float | None:
+        """The epoch of the minute's first second, None if the zone's offset changes in it."""
+        try:
+            first = datetime(*key, 0, tzinfo=self._zone)
+            last = datetime(*key, 59, tzinfo=self._zone)
+        except ValueError as exc:
+            raise EnvelopeError("bad timestamp") from exc
+        start = first.timestamp() if first.utcoffset() == last.utcoffset() else None
+        if len(self._minute_epochs) >= _STAMP_CACHE_LIMIT:
+            self._minute_epochs.clear()
+        self._minute_epochs[key] = start
+        return start
 
     def _iso(self, line: str, offset: int, origin: Origin) -> LineContext:
         space = line.find(" ", offset)
@@ -322,7 +393,7 @@ class EnvelopeReader:
         tag = line[start:tag_end]
         parts = self._tag_cache.get(tag)
         if parts is None:
-            parts = _split_tag(tag)
+            parts = self._split_new_tag(tag)
             if len(self._tag_cache) >= _STAMP_CACHE_LIMIT:
                 self._tag_cache.clear()
             self._tag_cache[tag] = parts
@@ -336,6 +407,28 @@ class EnvelopeReader:
             line[tag_end + 2 :],
         )
 
+    def _split_new_tag(self, tag: str) -> tuple[str | None, str, str | None]:
+        """:func:`_split_tag`, reusing the split of ``host program`` when only the pid is new."""
+        if not tag.endswith("]"):
+            return _split_tag(tag)
+        open_bracket = tag.rfind("[")
+        pid = tag[open_bracket + 1 : -1]
+        if open_bracket <= 0 or not pid.isdigit():
+            return _split_tag(tag)
+        head = tag[:open_bracket]
+        known = self._tag_heads.get(head)
+        if known is None:
+            host, program = _split_host(head)
+            if not program or "(" in program:
+                return _split_tag(tag)  # not a "program[pid]" tag
+            if host is not None and " " in program:
+                raise EnvelopeError("no program tag")
+            known = (host, program)
+            if len(self._tag_heads) >= _STAMP_CACHE_LIMIT:
+                self._tag_heads.clear()
+            self._tag_heads[head] = known
+        return known[0], known[1], pid
+
 
 def _split_tag(tag: str) -> tuple[str | None, str, str | None]:
     """``mail postfix/smtpd[12]`` -> (``mail``, ``postfix/smtpd``, ``12``).
@@ -343,17 +436,19 @@ def _split_tag(tag: str) -> tuple[str | None, str, str | None]:
     Without a host field (Dovecot's own log file, multilog) the tag is the
     program alone: ``imap-login``, ``auth-worker(80180)``, ``imap(u)<1><s>``.
     """
-    space = tag.find(" ")
-    if space < 0 or "(" in tag[:space]:
-        host = None
-        program_tag = tag
-    else:
-        host = tag[:space]
-        program_tag = tag[space + 1 :]
-        if not program_tag or " " in program_tag:
-            raise EnvelopeError("no program tag")
+    host, program_tag = _split_host(tag)
+    if host is not None and (not program_tag or " " in program_tag):
+        raise EnvelopeError("no program tag")
     program, pid = _program_pid(program_tag)
     return host, program, pid
+
+
+def _split_host(tag: str) -> tuple[str | None, str]:
+    """``mail postfix/smtpd[12]`` -> (``mail``, ``postfix/smtpd[12]``); no host: (None, tag)."""
+    space = tag.find(" ")
+    if space < 0 or "(" in tag[:space]:
+        return None, tag
+    return tag[:space], tag[space + 1 :]
 
 
 def _program_pid(tag: str) -> tuple[str, str | None]:

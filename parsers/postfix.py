@@ -25,11 +25,20 @@ AUTH`` following a logged SASL failure are ``auth_echo`` records of it.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from models.events import Event
+from models.events import DeliveryStatus, Event
 from parsers.correlation import FailedAttempts, HostState, QueuedMessage, SmtpdSession
 from parsers.fields import host_and_ip, normalize_ip
-from parsers.result import LineContext, ParseResult, emitted, failed, ignored
+from parsers.result import (
+    Handler,
+    LineContext,
+    ParseResult,
+    Route,
+    failed,
+    ignored,
+    new_event,
+)
 
 SOURCE = "postfix"
 SMTP = "smtp"
@@ -74,7 +83,12 @@ _DELIVERY_TAIL = re.compile(
     r">, (?:orig_to=<[^>]*>, )?relay=([^,]*), (?:conn_use=\d+, )?delay=[\d.]+, "
     r"delays=[\d./]+, dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z]+)(?: \((.*)\))?$"
 )
-_DELIVERY_STATUSES = frozenset({"sent", "deferred", "bounced", "expired"})
+_DELIVERY_STATUSES: dict[str, DeliveryStatus] = {
+    "sent": "sent",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "expired": "expired",
+}
 _NOTICES = {
     "sender non-delivery notification": "non-delivery",
     "sender delay notification": "delay",
@@ -93,8 +107,7 @@ class PostfixParser:
 
     def __init__(self, state: HostState) -> None:
         self._state = state
-        self._services: dict[str, tuple[str, str | None]] = {}
-        self._handlers = {
+        self._handlers: dict[str, Handler] = {
             "smtpd": self._smtpd,
             "postscreen": self._postscreen,
             "cleanup": self._cleanup,
@@ -104,41 +117,20 @@ class PostfixParser:
             "postsuper": self._postsuper,
         }
 
-    def parse(self, ctx: LineContext) -> ParseResult:
-        message = ctx.message
-        process, service = self._service(ctx.program)
+    def route(self, program: str) -> Route:
+        """``postfix/submission/smtpd`` -> (the smtpd handler, ``submission``)."""
+        parts = program.split("/")
+        process = parts[-1]
+        service = parts[-2] if len(parts) > 2 else process
         handler = self._handlers.get(process)
-        if handler is not None:
-            return handler(message, ctx, service)
-        if process in _DELIVERY_SERVICES:
-            return self._delivery(message, ctx)
-        if process in _HOUSEKEEPING_SERVICES:
-            return ignored("postfix_housekeeping")
-        return ignored("postfix_other_program")
-
-    def _service(self, program: str) -> tuple[str, str | None]:
-        """``postfix/submission/smtpd`` -> (``smtpd``, ``submission``)."""
-        known = self._services.get(program)
-        if known is None:
-            parts = program.split("/")
-            process = parts[-1]
-            service = parts[-2] if len(parts) > 2 else process
-            if len(self._services) < 1024:
-                self._services[program] = (process, service)
-            known = (process, service)
-        return known
-
-    def _event(self, ctx: LineContext, kind: str, service: str | None, **values: object) -> Event:
-        return Event(
-            ts=ctx.ts,
-            epoch=ctx.epoch,
-            host=ctx.host,
-            source=SOURCE,
-            kind=kind,
-            service=service,
-            origin=ctx.origin,
-            **values,  # type: ignore[arg-type]
-        )
+        if handler is None:
+            if process in _DELIVERY_SERVICES:
+                handler = self._delivery
+            elif process in _HOUSEKEEPING_SERVICES:
+                handler = _housekeeping
+            else:
+                handler = _other_program
+        return handler, service
 
     # -- smtpd -------------------------------------------------------------
 
@@ -185,7 +177,9 @@ class PostfixParser:
         except ValueError:
             return failed("connect line without host[address]")
         self._state.smtpd.put(self._session_key(ctx), SmtpdSession(client_ip=ip), ctx.epoch)
-        return emitted(self._event(ctx, "connect", service, protocol=SMTP, client_ip=ip))
+        return ParseResult(
+            [new_event(ctx, SOURCE, "connect", service=service, protocol=SMTP, client_ip=ip)]
+        )
 
     def _disconnect(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
         try:
@@ -203,10 +197,11 @@ class PostfixParser:
         tls = session.tls_state if session is not None else None
         if auth_ok and (session is None or not session.auth_reported):
             events.append(
-                self._event(
+                new_event(
                     ctx,
+                    SOURCE,
                     "auth",
-                    service,
+                    service=service,
                     outcome="success",
                     protocol=SMTP,
                     user=session.user if session is not None else None,
@@ -216,10 +211,11 @@ class PostfixParser:
                 )
             )
         events.append(
-            self._event(
+            new_event(
                 ctx,
+                SOURCE,
                 "disconnect",
-                service,
+                service=service,
                 protocol=SMTP,
                 user=session.user if session is not None else None,
                 client_ip=ip,
@@ -247,10 +243,19 @@ class PostfixParser:
             session = SmtpdSession(client_ip=ip)
             self._state.smtpd.put(key, session, ctx.epoch)
         session.tls = version
-        return emitted(
-            self._event(
-                ctx, "tls", service, outcome="success", protocol=SMTP, client_ip=ip, tls=version
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "tls",
+                    service=service,
+                    outcome="success",
+                    protocol=SMTP,
+                    client_ip=ip,
+                    tls=version,
+                )
+            ]
         )
 
     def _tls_failure(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -258,17 +263,20 @@ class PostfixParser:
             _host, ip, end = host_and_ip(message, 22)
         except ValueError:
             return failed("TLS failure without host[address]")
-        return emitted(
-            self._event(
-                ctx,
-                "tls",
-                service,
-                outcome="failure",
-                protocol=SMTP,
-                client_ip=ip,
-                detail="TLS handshake failed",
-                reason=message[end + 2 :] or None,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "tls",
+                    service=service,
+                    outcome="failure",
+                    protocol=SMTP,
+                    client_ip=ip,
+                    detail="TLS handshake failed",
+                    reason=message[end + 2 :] or None,
+                )
+            ]
         )
 
     def _lost(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -291,30 +299,36 @@ class PostfixParser:
             and session is not None
             and session.failures
         ):
-            return emitted(
-                self._event(
-                    ctx,
-                    "auth_echo",
-                    service,
-                    outcome="failure",
-                    protocol=SMTP,
-                    client_ip=ip,
-                    tls=tls,
-                    detail=f"{what} after AUTH",
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "auth_echo",
+                        service=service,
+                        outcome="failure",
+                        protocol=SMTP,
+                        client_ip=ip,
+                        tls=tls,
+                        detail=f"{what} after AUTH",
+                    )
+                ]
             )
         kind = "disconnect" if what in ("lost connection", "timeout") else "protocol_error"
-        return emitted(
-            self._event(
-                ctx,
-                kind,
-                service,
-                protocol=SMTP,
-                user=session.user if session is not None else None,
-                client_ip=ip,
-                tls=tls,
-                detail=f"{what} after {stage}",
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    kind,
+                    service=service,
+                    protocol=SMTP,
+                    user=session.user if session is not None else None,
+                    client_ip=ip,
+                    tls=tls,
+                    detail=f"{what} after {stage}",
+                )
+            ]
         )
 
     def _smtpd_warning(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -328,15 +342,18 @@ class PostfixParser:
             ip = normalize_ip(address)
             if ip is None:
                 return failed("reverse DNS warning without a valid address")
-            return emitted(
-                self._event(
-                    ctx,
-                    "warning",
-                    service,
-                    protocol=SMTP,
-                    client_ip=ip,
-                    detail="hostname does not resolve to address",
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "warning",
+                        service=service,
+                        protocol=SMTP,
+                        client_ip=ip,
+                        detail="hostname does not resolve to address",
+                    )
+                ]
             )
         if " rate limit exceeded: " in body or body.startswith("Connection concurrency limit"):
             from_at = body.find(" from ")
@@ -357,17 +374,20 @@ class PostfixParser:
         session = self._state.smtpd.get(self._session_key(ctx), ctx.epoch)
         if session is None:
             return ignored("smtpd_tls_warning")
-        return emitted(
-            self._event(
-                ctx,
-                "tls",
-                service,
-                outcome="failure",
-                protocol=SMTP,
-                client_ip=session.client_ip,
-                detail="TLS library problem",
-                reason=body[21:] or None,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "tls",
+                    service=service,
+                    outcome="failure",
+                    protocol=SMTP,
+                    client_ip=session.client_ip,
+                    detail="TLS library problem",
+                    reason=body[21:] or None,
+                )
+            ]
         )
 
     def _client_warning(
@@ -383,7 +403,13 @@ class PostfixParser:
             _host, ip, _end = host_and_ip(body, start)
         except ValueError:
             return failed("smtpd warning without host[address]")
-        return emitted(self._event(ctx, kind, service, protocol=SMTP, client_ip=ip, detail=detail))
+        return ParseResult(
+            [
+                new_event(
+                    ctx, SOURCE, kind, service=service, protocol=SMTP, client_ip=ip, detail=detail
+                )
+            ]
+        )
 
     def _sasl_failure(self, body: str, ctx: LineContext, service: str | None) -> ParseResult:
         # "unknown[1.2.3.4]: SASL LOGIN authentication failed: reason, sasl_username=user"
@@ -404,17 +430,20 @@ class PostfixParser:
             user = None
         if reason == "Invalid authentication mechanism":
             # the client asked for a mechanism not offered: no credential was checked
-            return emitted(
-                self._event(
-                    ctx,
-                    "protocol_error",
-                    service,
-                    protocol=SMTP,
-                    user=user,
-                    client_ip=ip,
-                    mech=mech,
-                    detail="SASL mechanism not offered",
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "protocol_error",
+                        service=service,
+                        protocol=SMTP,
+                        user=user,
+                        client_ip=ip,
+                        mech=mech,
+                        detail="SASL mechanism not offered",
+                    )
+                ]
             )
         session = self._session_for(ctx, ip)
         tls = None
@@ -426,19 +455,22 @@ class PostfixParser:
             canonical, _others = self._state.failures.record(
                 ip, user, FailedAttempts.SMTPD, ctx.epoch, in_login_session=False
             )
-        return emitted(
-            self._event(
-                ctx,
-                "auth" if canonical else "auth_echo",
-                service,
-                outcome="failure",
-                protocol=SMTP,
-                user=user,
-                client_ip=ip,
-                tls=tls,
-                mech=mech,
-                reason=reason or None,
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "auth" if canonical else "auth_echo",
+                    service=service,
+                    outcome="failure",
+                    protocol=SMTP,
+                    user=user,
+                    client_ip=ip,
+                    tls=tls,
+                    mech=mech,
+                    reason=reason or None,
+                )
+            ]
         )
 
     def _client(
@@ -471,17 +503,20 @@ class PostfixParser:
                 sender=known.sender if known else None,
             )
             self._state.queue.put(queue_id, entry, ctx.epoch)
-            return emitted(
-                self._event(
-                    ctx,
-                    "reinjected",
-                    service,
-                    protocol=entry.protocol,
-                    user=entry.user,
-                    client_ip=entry.client_ip,
-                    queue_id=queue_id,
-                    detail=f"re-injected copy of {original}",
-                )
+            return ParseResult(
+                [
+                    new_event(
+                        ctx,
+                        SOURCE,
+                        "reinjected",
+                        service=service,
+                        protocol=entry.protocol,
+                        user=entry.user,
+                        client_ip=entry.client_ip,
+                        queue_id=queue_id,
+                        detail=f"re-injected copy of {original}",
+                    )
+                ]
             )
         detail = None
         if session is not None:
@@ -493,10 +528,11 @@ class PostfixParser:
                 if not session.auth_reported:
                     session.auth_reported = True
                     events.append(
-                        self._event(
+                        new_event(
                             ctx,
+                            SOURCE,
                             "auth",
-                            service,
+                            service=service,
                             outcome="success",
                             protocol=SMTP,
                             user=user,
@@ -511,10 +547,11 @@ class PostfixParser:
             ctx.epoch,
         )
         events.append(
-            self._event(
+            new_event(
                 ctx,
+                SOURCE,
                 "submission",
-                service,
+                service=service,
                 protocol=SMTP,
                 user=user,
                 client_ip=ip,
@@ -555,22 +592,25 @@ class PostfixParser:
         tls = session.tls_state if session is not None else None
         if kind == "hold" and session is not None:
             session.hold_pending = True
-        return emitted(
-            self._event(
-                ctx,
-                kind,
-                service,
-                protocol=SMTP,
-                user=session.user if session is not None else None,
-                client_ip=ip,
-                tls=tls,
-                queue_id=queue_id if queue_id != "NOQUEUE" else None,
-                sender=sender,
-                recipient=recipient,
-                reason=reply or None,
-                detail=f"{action} at {stage}",
-                extra={"helo": helo} if helo is not None else {},
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    kind,
+                    service=service,
+                    protocol=SMTP,
+                    user=session.user if session is not None else None,
+                    client_ip=ip,
+                    tls=tls,
+                    queue_id=queue_id if queue_id != "NOQUEUE" else None,
+                    sender=sender,
+                    recipient=recipient,
+                    reason=reply or None,
+                    detail=f"{action} at {stage}",
+                    extra={"helo": helo} if helo is not None else {},
+                )
+            ]
         )
 
     # -- postscreen --------------------------------------------------------
@@ -623,7 +663,13 @@ class PostfixParser:
             _host, ip, _end = host_and_ip(message, start)
         except ValueError:
             return failed("postscreen line without [address]")
-        return emitted(self._event(ctx, kind, service, protocol=SMTP, client_ip=ip, detail=detail))
+        return ParseResult(
+            [
+                new_event(
+                    ctx, SOURCE, kind, service=service, protocol=SMTP, client_ip=ip, detail=detail
+                )
+            ]
+        )
 
     # -- queue life cycle ---------------------------------------------------
 
@@ -637,23 +683,43 @@ class PostfixParser:
         service: str | None,
         queue_id: str,
         entry: QueuedMessage | None,
-        **values: object,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+        size: int | None = None,
+        nrcpt: int | None = None,
+        status: DeliveryStatus | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+        client_ip: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Event:
+        """An event about a queued message; ``client_ip`` applies to an unknown message only."""
         if entry is None:
-            return self._event(ctx, kind, service, queue_id=queue_id, **values)
-        if entry.notice_of is not None and "detail" not in values:
-            values["detail"] = f"{entry.notice_kind} notice for {entry.notice_of}"
-        if "sender" not in values:
-            values["sender"] = entry.sender
-        return self._event(
+            user = protocol = None
+        else:
+            user, client_ip, protocol = entry.user, entry.client_ip, entry.protocol
+            if detail is None and entry.notice_of is not None:
+                detail = f"{entry.notice_kind} notice for {entry.notice_of}"
+            if sender is None:
+                sender = entry.sender
+        return new_event(
             ctx,
+            SOURCE,
             kind,
-            service,
+            service=service,
             queue_id=queue_id,
-            user=entry.user,
-            client_ip=entry.client_ip,
-            protocol=entry.protocol,
-            **values,
+            user=user,
+            client_ip=client_ip,
+            protocol=protocol,
+            sender=sender,
+            recipient=recipient,
+            size=size,
+            nrcpt=nrcpt,
+            status=status,
+            reason=reason,
+            detail=detail,
+            extra=extra,
         )
 
     def _cleanup(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -662,15 +728,17 @@ class PostfixParser:
             return ignored("cleanup_housekeeping")
         entry = self._queued(queue_id, ctx)
         if rest.startswith("message-id="):
-            return emitted(
-                self._message_event(
-                    ctx,
-                    "message_id",
-                    service,
-                    queue_id,
-                    entry,
-                    extra={"message_id": rest[11:]},
-                )
+            return ParseResult(
+                [
+                    self._message_event(
+                        ctx,
+                        "message_id",
+                        service,
+                        queue_id,
+                        entry,
+                        extra={"message_id": rest[11:]},
+                    )
+                ]
             )
         action = rest.partition(": ")[0]
         if action in ("reject", "milter-reject", "hold") or action in _POLICY_ACTIONS:
@@ -694,16 +762,18 @@ class PostfixParser:
                 _host, ip, _end = host_and_ip(rest, from_at + 6)
             except ValueError:
                 ip = entry.client_ip if entry is not None else None
-        return emitted(
-            self._message_event(
-                ctx,
-                kind,
-                service,
-                queue_id,
-                entry,
-                detail=f"{action} in cleanup",
-                **({"client_ip": ip} if entry is None else {}),
-            )
+        return ParseResult(
+            [
+                self._message_event(
+                    ctx,
+                    kind,
+                    service,
+                    queue_id,
+                    entry,
+                    detail=f"{action} in cleanup",
+                    client_ip=ip,
+                )
+            ]
         )
 
     def _qmgr(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -732,61 +802,67 @@ class PostfixParser:
                 retry = entry.queued_before
             entry.queued_before = True
             entry.sender = sender
-            return emitted(
-                self._message_event(
-                    ctx,
-                    "queued",
-                    service,
-                    queue_id,
-                    entry,
-                    sender=sender,
-                    size=int(size_text),
-                    nrcpt=int(nrcpt_text),
-                    **({"detail": "queue active again (retry)"} if retry else {}),
-                )
+            return ParseResult(
+                [
+                    self._message_event(
+                        ctx,
+                        "queued",
+                        service,
+                        queue_id,
+                        entry,
+                        sender=sender,
+                        size=int(size_text),
+                        nrcpt=int(nrcpt_text),
+                        detail="queue active again (retry)" if retry else None,
+                    )
+                ]
             )
         status_at = rest.rfind(">, status=expired")
         if status_at > 0:
             entry = self._queued(queue_id, ctx)
-            return emitted(
-                self._message_event(
-                    ctx,
-                    "delivery",
-                    service,
-                    queue_id,
-                    entry,
-                    sender=rest[6:status_at],
-                    status="expired",
-                    reason=rest[status_at + 18 :] or None,
-                )
+            return ParseResult(
+                [
+                    self._message_event(
+                        ctx,
+                        "delivery",
+                        service,
+                        queue_id,
+                        entry,
+                        sender=rest[6:status_at],
+                        status="expired",
+                        reason=rest[status_at + 18 :] or None,
+                    )
+                ]
             )
         return ignored("qmgr_housekeeping")
 
-    def _delivery(self, message: str, ctx: LineContext) -> ParseResult:
+    def _delivery(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
         queue_id, sep, rest = message.partition(": ")
         if not sep or not is_queue_id(queue_id) or not rest.startswith("to=<"):
             return ignored("postfix_delivery_agent")
         tail = _DELIVERY_TAIL.search(rest, 4)
         if tail is None:
             return failed("unrecognised delivery status")
-        relay, dsn, status, text = tail.groups()
-        if status not in _DELIVERY_STATUSES:
+        relay, dsn, status_text, text = tail.groups()
+        status = _DELIVERY_STATUSES.get(status_text)
+        if status is None:
             return ignored("address_verification")
         entry = self._queued(queue_id, ctx)
-        _process, service = self._service(ctx.program)
-        return emitted(
-            self._message_event(
-                ctx,
-                "delivery",
-                service,
-                queue_id,
-                entry,
-                sender=entry.sender if entry is not None else None,
-                recipient=rest[4 : tail.start()],
-                status=status,
-                reason=text,
-                extra={"relay": relay, "dsn": dsn},
-            )
+        return ParseResult(
+            [
+                self._message_event(
+                    ctx,
+                    "delivery",
+                    service,
+                    queue_id,
+                    entry,
+                    sender=entry.sender if entry is not None else None,
+                    recipient=rest[4 : tail.start()],
+                    status=status,
+                    reason=text,
+                    extra={"relay": relay, "dsn": dsn},
+                )
+            ]
         )
 
     def _bounce(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -809,16 +885,18 @@ class PostfixParser:
                 entry.protocol,
             )
         notice.notice_of, notice.notice_kind = queue_id, notice_kind
-        return emitted(
-            self._message_event(
-                ctx,
-                "dsn",
-                service,
-                queue_id,
-                entry,
-                detail=what,
-                extra={"notice_queue_id": notice_id},
-            )
+        return ParseResult(
+            [
+                self._message_event(
+                    ctx,
+                    "dsn",
+                    service,
+                    queue_id,
+                    entry,
+                    detail=what,
+                    extra={"notice_queue_id": notice_id},
+                )
+            ]
         )
 
     def _pickup(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -832,16 +910,19 @@ class PostfixParser:
             QueuedMessage(user=None, client_ip=None, tls=None, protocol=None, sender=sender),
             ctx.epoch,
         )
-        return emitted(
-            self._event(
-                ctx,
-                "submission",
-                service,
-                queue_id=queue_id,
-                sender=sender,
-                detail="local submission (pickup)",
-                extra={"uid": uid},
-            )
+        return ParseResult(
+            [
+                new_event(
+                    ctx,
+                    SOURCE,
+                    "submission",
+                    service=service,
+                    queue_id=queue_id,
+                    sender=sender,
+                    detail="local submission (pickup)",
+                    extra={"uid": uid},
+                )
+            ]
         )
 
     def _postsuper(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
@@ -850,10 +931,18 @@ class PostfixParser:
             entry = self._queued(queue_id, ctx)
             if rest == "removed":
                 self._state.queue.pop(queue_id)
-            return emitted(
-                self._message_event(ctx, "queue_admin", service, queue_id, entry, detail=rest)
+            return ParseResult(
+                [self._message_event(ctx, "queue_admin", service, queue_id, entry, detail=rest)]
             )
         return ignored("postsuper_summary")
+
+
+def _housekeeping(_message: str, _ctx: LineContext, _service: str | None) -> ParseResult:
+    return ignored("postfix_housekeeping")
+
+
+def _other_program(_message: str, _ctx: LineContext, _service: str | None) -> ParseResult:
+    return ignored("postfix_other_program")
 
 
 def _ratio(text: str | None) -> tuple[int, int | None]:

@@ -8,7 +8,9 @@ Over ``delivery`` events that carry the submitting ``user`` (correlated by
 the parser from the queue id), with a final status: ``sent``, ``bounced`` or
 ``expired`` (``deferred`` is not final and is ignored). Default: within one
 hour, at least 20 final deliveries of which at least half bounced or expired
-suspend SMTP for one hour. Once per episode: quiet while the suspension runs.
+suspend SMTP for one hour (longer for a repeat offender). Once per episode:
+quiet while the suspension runs. Classes of accounts may set other
+thresholds; service senders (``[allowlist] senders``) are not counted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from models.rules.base import (
     Finding,
     Rule,
     RuleContext,
+    latest_expiry,
 )
+from models.rules.keys import EventKeys
 from models.window import WindowSpec, WindowStore
 
 _FAILED = frozenset({"bounced", "expired"})
@@ -45,24 +49,27 @@ class BounceStormRule(Rule):
                 seconds=settings.window, buckets=settings.buckets, counts=("final", "failed")
             ),
             context.max_keys,
+            name=self.name,
         )
 
-    def process(self, event: Event, key: str) -> Sequence[Decision]:
-        if event.kind != DELIVERY or event.status not in _FINAL:
+    def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
+        key = keys.account
+        if event.status not in _FINAL or key is None:
+            return NOTHING
+        settings = self.context.classes.pick(key, self.settings, self.name)
+        if not settings.enabled or self.is_service_sender(event, key):
             return NOTHING
         failed = 1 if event.status in _FAILED else 0
         store = self.store
         window = store.observe(key, event.epoch, (1, failed))
         if window is None or event.epoch < window.quiet_until:
             return NOTHING
-        settings = self.settings
         final = store.total(window, 0)
         bounced = store.total(window, 1)
         if self.near(final, settings.min_deliveries):
             store.note_time(window, event.epoch)
         if final < settings.min_deliveries or bounced < settings.ratio * final:
             return NOTHING
-        window.quiet_until = event.epoch + settings.duration
         ratio = bounced / final
         evidence = self.window_evidence(window, settings.ratio)
         evidence["counts"] = {"final_deliveries": final, "bounced_or_expired": bounced}
@@ -80,4 +87,6 @@ class BounceStormRule(Rule):
             user=key,
         )
         action = Action("suspend_smtp", "account", key, settings.duration)
-        return self.decide(event, finding, (action,))
+        decisions = self.decide(event, finding, (action,), dry_run=settings.dry_run)
+        window.quiet_until = latest_expiry(decisions, event.epoch + settings.duration)
+        return decisions

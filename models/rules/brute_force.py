@@ -2,12 +2,16 @@
 
 The failures are the attacker's doing and the account is the victim, so this
 rule never issues a command against the account: locking it would hand the
-attacker a denial of service. It alerts, with how many source IPs took part;
-the IPs themselves are handled by the IP rules (password spraying).
+attacker a denial of service. It alerts, with how many source IPs took part
+and the IPs that failed most (``failures_in_run``: an IP's failures since it
+last started failing, without a pause of a whole window); the IPs themselves are handled by the IP
+rules (password spraying, and the (account, IP) block of
+``models/rules/brute_force_pair.py`` when ``block_pair`` is on).
 
 Counts ``auth`` events with outcome ``failure`` (never ``auth_echo``) by
-account. Default: 20 failures within 10 min raise one alert (MITRE
-T1110.001), then the rule stays quiet for that account for an hour.
+normalized account. Default: 20 failures within 10 min raise one alert
+(MITRE T1110.001), then the rule stays quiet for that account for an hour.
+Classes of accounts may set other thresholds.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from models.rules.base import (
     Rule,
     RuleContext,
 )
+from models.rules.keys import EventKeys
 from models.window import WindowSpec, WindowStore
+
+TOP_SOURCES = 5
 
 
 class BruteForceRule(Rule):
@@ -33,7 +40,7 @@ class BruteForceRule(Rule):
     kinds = frozenset({AUTH})
 
     def __init__(self, settings: BruteForceSettings, context: RuleContext) -> None:
-        super().__init__(context)
+        super().__init__(context, settings.dry_run)
         self.settings = settings
         self.store = WindowStore(
             WindowSpec(
@@ -44,16 +51,20 @@ class BruteForceRule(Rule):
                 distinct_cap=context.distinct_cap,
             ),
             context.max_keys,
+            name=self.name,
         )
 
-    def process(self, event: Event, key: str) -> Sequence[Decision]:
-        if event.kind != AUTH or event.outcome != "failure":
+    def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
+        key = keys.account
+        if event.outcome != "failure" or key is None:
+            return NOTHING
+        settings = self.context.classes.pick(key, self.settings, self.name)
+        if not settings.enabled:
             return NOTHING
         store = self.store
         window = store.observe(key, event.epoch, (1,), (event.client_ip,))
         if window is None or event.epoch < window.quiet_until:
             return NOTHING
-        settings = self.settings
         failures = store.total(window, 0)
         if self.near(failures, settings.failures):
             store.note_time(window, event.epoch)
@@ -65,6 +76,10 @@ class BruteForceRule(Rule):
         evidence = self.window_evidence(window, settings.failures)
         evidence["counts"] = {"failures": failures}
         evidence["distinct"] = {"source_ips": {"count": ips, "sample": sample}}
+        evidence["top_sources"] = [
+            {"ip": ip, "failures_in_run": run}
+            for ip, run in store.top_tallies(window, 0, TOP_SOURCES)
+        ]
         finding = Finding(
             reason=(
                 f"{failures} failed logins within {settings.window} s from {ips} source IPs"
@@ -79,4 +94,4 @@ class BruteForceRule(Rule):
             related_ips=tuple(sample),
             mitre="T1110.001",
         )
-        return self.decide(event, finding, ())
+        return self.decide(event, finding, (), dry_run=settings.dry_run)

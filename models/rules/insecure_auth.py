@@ -27,6 +27,7 @@ from models.rules.base import (
     Rule,
     RuleContext,
 )
+from models.rules.keys import EventKeys
 from models.window import WindowSpec, WindowStore
 
 PLAINTEXT = "none"
@@ -40,23 +41,27 @@ class InsecureAuthRule(Rule):
     def __init__(self, settings: InsecureAuthSettings, context: RuleContext) -> None:
         super().__init__(context, settings.dry_run)
         self.settings = settings
-        minimum = TLS_VERSIONS.index(settings.min_tls)
-        self._weak = frozenset({PLAINTEXT, *TLS_VERSIONS[:minimum]})
+        self._weak = _weak_versions(settings.min_tls)
         # The store only carries the per-account quiet period; its window is
         # the shortest that keeps a quiet key from being swept.
         self.store = WindowStore(
             WindowSpec(seconds=60, buckets=1, counts=("insecure",), times=0),
             context.max_keys,
+            name=self.name,
         )
 
-    def process(self, event: Event, key: str) -> Sequence[Decision]:
-        if event.kind != AUTH or event.outcome != "success" or event.tls not in self._weak:
+    def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
+        key = keys.account
+        if event.outcome != "success" or event.tls is None or key is None:
+            return NOTHING
+        settings = self.context.classes.pick(key, self.settings, self.name)
+        weak = self._weak if settings is self.settings else _weak_versions(settings.min_tls)
+        if not settings.enabled or event.tls not in weak:
             return NOTHING
         store = self.store
         window = store.observe(key, event.epoch, (1,))
         if window is None or event.epoch < window.quiet_until:
             return NOTHING
-        settings = self.settings
         window.quiet_until = event.epoch + settings.quiet
         tls = event.tls or PLAINTEXT
         shown = "plaintext" if tls == PLAINTEXT else tls
@@ -79,4 +84,9 @@ class InsecureAuthRule(Rule):
         actions = (
             (Action("deny_insecure", "account", key, settings.quiet),) if settings.deny else ()
         )
-        return self.decide(event, finding, actions)
+        return self.decide(event, finding, actions, dry_run=settings.dry_run)
+
+
+def _weak_versions(min_tls: str) -> frozenset[str]:
+    """Plaintext and every protocol version below ``min_tls``."""
+    return frozenset({PLAINTEXT, *TLS_VERSIONS[: TLS_VERSIONS.index(min_tls)]})

@@ -12,9 +12,10 @@ import click
 
 from mailwarden.config import Config, ConfigError, load_config
 from streams.adapters.dovecot_policy import DovecotPolicyServer
+from streams.adapters.kick import SessionKicker
 from streams.adapters.postfix_policy import PostfixPolicyServer
 from streams.adapters.report_sink import KafkaEventSink
-from streams.adapters.service import AdapterRuntime, build_runtime, serve
+from streams.adapters.service import AdapterRuntime, Background, build_runtime, serve
 from streams.adapters.settings import AdapterSettings, load_adapter_settings
 from streams.adapters.socketmap import SocketmapServer
 from streams.adapters.tcp import parse_listen
@@ -116,11 +117,24 @@ def dovecot_policy(
 ) -> None:
     """Dovecot auth policy server (auth_policy_server_url); reports go to mail.events."""
     config, settings = _load(config_path, log_level)
-    runtime = build_runtime("dovecot-policy", config, settings)
     address = _checked_listen(listen or settings.dovecot_policy_listen)
 
     async def main() -> None:
         sink = KafkaEventSink(config.kafka.bootstrap, config.topics.events)
+        background: list[Background] = [sink]
+        kicker = SessionKicker(settings.kick) if settings.kick is not None else None
+        if kicker is not None and not kicker.available():
+            logging.getLogger(__name__).warning(
+                "%s not found: open sessions will not be kicked "
+                "(set kick_sessions = false in [adapters.dovecot_policy] to silence this)",
+                kicker.settings.doveadm,
+            )
+            kicker = None
+        if kicker is not None:
+            background.append(kicker)
+        runtime = build_runtime(
+            "dovecot-policy", config, settings, kicker.request if kicker else None
+        )
 
         def make(rt: AdapterRuntime) -> DovecotPolicyServer:
             return DovecotPolicyServer(
@@ -131,7 +145,7 @@ def dovecot_policy(
                 host=config.host,
             )
 
-        await serve(runtime, make, address, metrics_port=metrics_port, background=[sink])
+        await serve(runtime, make, address, metrics_port=metrics_port, background=background)
 
     asyncio.run(main())
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
+from models.commands import Command
 from models.enforcement import ActiveCommands
 from streams.adapters.clients import stop_client
 
@@ -82,8 +83,10 @@ class ControlConsumer:
         settings: ControlSettings | None = None,
         clock: Callable[[], float] = time.time,
         client_id: str = "mailwarden-adapter",
+        on_applied: Callable[[Command], None] | None = None,
     ) -> None:
         self.active = active
+        self.on_applied = on_applied
         self.bootstrap = bootstrap
         self.topic = topic
         self.settings = settings or ControlSettings()
@@ -205,6 +208,8 @@ class ControlConsumer:
                 result.detail[:DETAIL_LIMIT],
             )
         elif command is not None and result.outcome == "applied":
+            if self.on_applied is not None:
+                self.on_applied(command)
             log.log(
                 self._state_log_level(),
                 "applied %s %s %r until %s (rule %s, id %s)",

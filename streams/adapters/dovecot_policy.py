@@ -12,7 +12,7 @@ it. The body holds the ``auth_policy_request_attributes`` (``login``,
   ``{"status": 0, "msg": ""}``. SMTP AUTH through Postfix's Dovecot SASL
   arrives here too, with ``protocol: "smtp"``.
 - ``report``: always ``{"status": 0, "msg": ""}``; the report becomes an
-  :class:`Event` (source ``dovecot-policy``, kind ``auth``) handed to a
+  :class:`Event` (source ``dovecot-policy``, kind ``auth_report``) handed to a
   :class:`ReportSink`, which publishes to `mail.events` without making
   Dovecot wait for Kafka.
 
@@ -102,7 +102,7 @@ def report_event(body: Mapping[str, Any], now: float, *, host: str | None, seque
         epoch=now,
         host=host,
         source=SOURCE,
-        kind="auth",
+        kind="auth_report",
         outcome="success" if body.get("success") is True else "failure",
         protocol=protocol or None,
         user=_text(body, "login") or None,

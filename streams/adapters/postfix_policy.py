@@ -87,16 +87,17 @@ async def read_request(
     except asyncio.LimitOverrunError as exc:
         raise RequestTooLarge(f"request over {limits.max_request} bytes") from exc
     request = PolicyRequest()
+    attributes = request.attributes
+    text = raw.decode("utf-8", "surrogateescape")
     # Stray empty lines before a request are not requests of their own.
-    for line in raw.lstrip(b"\n").split(b"\n")[:-2]:
-        name, sep, value = line.removesuffix(b"\r").partition(b"=")
-        key = name.decode("ascii", "replace")
-        if not sep or not name or key in request.attributes:
+    for line in text.lstrip("\n").split("\n")[:-2]:
+        name, sep, value = line.removesuffix("\r").partition("=")
+        if not sep or not name or name in attributes:
             request.ignored_lines += 1
             continue
-        if len(request.attributes) >= limits.max_attributes:
+        if len(attributes) >= limits.max_attributes:
             raise RequestTooLarge(f"more than {limits.max_attributes} attributes")
-        request.attributes[key] = value.decode("utf-8", "surrogateescape")
+        attributes[name] = value
     return request
 
 

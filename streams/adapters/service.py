@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailwarden.config import Config
+from models.commands import Command
 from models.enforcement import ActiveCommands
 from streams.adapters.control import ControlConsumer
 from streams.adapters.metrics import AdapterMetrics, start_metrics_server
@@ -52,10 +53,19 @@ class AdapterRuntime:
     metrics: AdapterMetrics
 
 
-def build_runtime(name: str, config: Config, settings: AdapterSettings) -> AdapterRuntime:
+def build_runtime(
+    name: str,
+    config: Config,
+    settings: AdapterSettings,
+    on_applied: Callable[[Command], None] | None = None,
+) -> AdapterRuntime:
     active = ActiveCommands(config.require_signing_key(), settings.smtp_responses)
     control = ControlConsumer(
-        active, config.kafka.bootstrap, config.topics.control, client_id=f"mailwarden-{name}"
+        active,
+        config.kafka.bootstrap,
+        config.topics.control,
+        client_id=f"mailwarden-{name}",
+        on_applied=on_applied,
     )
     return AdapterRuntime(active, control, AdapterMetrics(active, control))
 

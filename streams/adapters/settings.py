@@ -22,6 +22,9 @@ It lives in the same TOML file as the broker and topic settings
     [adapters.dovecot_policy]
     listen = "127.0.0.1:10042"
     basic_auth_file = "dovecot-policy.auth"   # one line "user:password"; or basic_auth = "..."
+    kick_sessions = true                      # doveadm kick on suspend_login / block_ip
+    doveadm = "doveadm"
+    doveadm_config = "/etc/dovecot/dovecot.conf"   # passed as doveadm -c; optional
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from mailwarden.config import ConfigError
 from models.enforcement import DEFAULT_SMTP_RESPONSES, Verdict, smtp_responses
 from streams.adapters.dovecot_policy import basic_authorization
+from streams.adapters.kick import DEFAULT_DOVEADM, KickSettings
 from streams.adapters.socketmap import DEFAULT_ISOLATION_TRANSPORT, validate_transport
 from streams.adapters.tcp import ConnectionLimits, parse_listen
 
@@ -42,7 +46,14 @@ SECTIONS = {
     "": {"idle_timeout", "max_connections", "smtp_responses"},
     "postfix_policy": {"listen"},
     "socketmap": {"listen", "isolation_transport"},
-    "dovecot_policy": {"listen", "basic_auth", "basic_auth_file"},
+    "dovecot_policy": {
+        "listen",
+        "basic_auth",
+        "basic_auth_file",
+        "kick_sessions",
+        "doveadm",
+        "doveadm_config",
+    },
 }
 SUBSECTIONS = frozenset(name for name in SECTIONS if name)
 
@@ -59,6 +70,8 @@ class AdapterSettings:
     isolation_transport: str = DEFAULT_ISOLATION_TRANSPORT
     # The Authorization header Dovecot must send, when set.
     dovecot_authorization: str | None = None
+    # How open sessions are ended; None: not at all.
+    kick: KickSettings | None = field(default_factory=KickSettings)
 
 
 def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -110,6 +123,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
             str(socketmap.get("isolation_transport", defaults.isolation_transport))
         )
         authorization = _authorization(dovecot, base)
+        kick = _kick_settings(dovecot, base)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[adapters]: {exc}") from exc
     if limits.idle_timeout <= 0 or limits.max_connections <= 0:
@@ -122,6 +136,20 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         dovecot_policy_listen=listens[2],
         isolation_transport=transport,
         dovecot_authorization=authorization,
+        kick=kick,
+    )
+
+
+def _kick_settings(dovecot: Mapping[str, Any], base: Path) -> KickSettings | None:
+    enabled = dovecot.get("kick_sessions", True)
+    if not isinstance(enabled, bool):
+        raise ValueError("kick_sessions must be true or false")
+    if not enabled:
+        return None
+    config = dovecot.get("doveadm_config")
+    return KickSettings(
+        doveadm=str(dovecot.get("doveadm", DEFAULT_DOVEADM)),
+        config=base / str(config) if config else None,
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from mailwarden.config import Topics
 from models.commands import Command, new_command
@@ -88,10 +88,16 @@ async def publish(
 
 @asynccontextmanager
 async def policy_adapter(
-    bootstrap: str, topic: str
+    bootstrap: str, topic: str, applied: list[Command] | None = None
 ) -> AsyncIterator[tuple[ControlConsumer, tuple[str, int]]]:
     active = ActiveCommands(KEY)
-    control = ControlConsumer(active, bootstrap, topic, settings=FAST)
+    control = ControlConsumer(
+        active,
+        bootstrap,
+        topic,
+        settings=FAST,
+        on_applied=applied.append if applied is not None else None,
+    )
     task = asyncio.create_task(control.run())
     server = PostfixPolicyServer(active)
     await server.start("127.0.0.1", 0)
@@ -142,7 +148,11 @@ async def test_policy_adapter_rebuilds_state_and_follows_live_commands(
         (b"junk", b"not json at all"),
         (b"suspend_smtp|account|" + CAROL.encode(), None),  # an unsigned tombstone
     )
-    async with policy_adapter(kafka_bootstrap, unique_topics.control) as (control, address):
+    applied: list[Command] = []
+    async with policy_adapter(kafka_bootstrap, unique_topics.control, applied) as (
+        control,
+        address,
+    ):
         assert await control.wait_caught_up(timeout=DEADLINE)
         assert await ask(address, ALICE, "192.0.2.1") == "REJECT mailwarden test"
         assert await ask(address, "", ATTACKER_IP) == "REJECT mailwarden test"
@@ -160,6 +170,12 @@ async def test_policy_adapter_rebuilds_state_and_follows_live_commands(
         assert (await answer_becomes(address, DAVE, "192.0.2.1", "REJECT")).startswith("REJECT")
         await asyncio.sleep(FAST.probe_interval * 3)
         assert control.status.lag == 0
+    # What a session kicker is handed: every command put in force, nothing else.
+    assert sorted((c.action, c.subject) for c in applied) == [
+        ("block_ip", ATTACKER_IP),
+        ("suspend_login", DAVE),
+        ("suspend_smtp", ALICE),
+    ]
 
 
 async def test_an_empty_control_topic_is_caught_up_at_once(
@@ -212,7 +228,7 @@ async def test_dovecot_reports_reach_mail_events(
         )
         await consumer.start()
         try:
-            records = []
+            records: list[ConsumerRecord[bytes, bytes]] = []
             deadline = time.monotonic() + DEADLINE
             while len(records) < 3 and time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=500)
@@ -229,7 +245,7 @@ async def test_dovecot_reports_reach_mail_events(
     for record in records:
         assert record.key == BOB.encode()
         event = orjson.loads(record.value)
-        assert event["source"] == "dovecot-policy" and event["kind"] == "auth"
+        assert event["source"] == "dovecot-policy" and event["kind"] == "auth_report"
         assert (event["user"], event["client_ip"], event["outcome"]) == (
             BOB,
             "127.0.0.42",

@@ -200,7 +200,10 @@ class Enforcement:
             "signing": {"key": self.signing_key.decode()},
             "adapters.postfix_policy": {"listen": f"{host}:{ports.policy}"},
             "adapters.socketmap": {"listen": f"{host}:{ports.socketmap}"},
-            "adapters.dovecot_policy": {"listen": f"{host}:{ports.authpolicy}"},
+            "adapters.dovecot_policy": {
+                "listen": f"{host}:{ports.authpolicy}",
+                "doveadm_config": str(self.lab.doveadm_config),
+            },
         }
         path = self.workdir / "mailwarden.toml"
         path.write_text(_toml(values))
@@ -453,11 +456,6 @@ def test_suspend_login_refuses_daves_new_logins(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #5: the dovecot-policy adapter does not kick open sessions "
-    "(doveadm kick) yet, and has no setting for the doveadm config to use",
-)
 def test_suspend_login_ends_daves_open_session(mail_lab: MailLab, enforcement: Enforcement) -> None:
     enforcement.start("dovecot-policy")
     session_ip = fresh_client_ip()

@@ -76,7 +76,8 @@ class Shape:
     """A real line shape with one attacker-controlled field left open.
 
     ``field`` names what the open field is: ``user`` (the line's user position),
-    ``rdns``, ``helo``, ``address`` (sender or recipient) or ``reason``.
+    ``rdns``, ``helo``, ``address`` (sender or recipient), ``header`` (an HTTP
+    request header the webmail logs) or ``reason``.
     ``expect`` is what the line must still produce: ``auth_failure``,
     ``auth_success``, ``reject`` or ``event`` (anything with the client IP).
     """
@@ -90,6 +91,7 @@ class Shape:
     # for a passdb line): a crafted line may be dead-lettered when it cannot be
     # read unambiguously, as long as the attempt is then counted from the partner.
     partner: Callable[[str], str] | None = None
+    fixed_user: str | None = None  # the line's user when the open field is something else
 
 
 def _sasl_failure(user: str) -> str:
@@ -240,6 +242,16 @@ def _roundcube_userlogins(user: str) -> str:
     )
 
 
+def _roundcube_forwarded(header: str) -> str:
+    # X-Real-IP / X-Forwarded-For are request headers: the client writes them.
+    return (
+        f"[27-Nov-2026 05:43:09 +0000]: <j2pncet8> IMAP Error: Login failed for admin@example.org "
+        f"from {REAL_IP}(X-Real-IP: {header},X-Forwarded-For: {header}). AUTHENTICATE PLAIN: "
+        "Authentication failed. in /usr/share/roundcubemail/program/lib/Roundcube/rcube_imap.php "
+        "on line 197 (POST /?_task=login&_action=login)"
+    )
+
+
 def _sasl_failure_v6(user: str) -> str:
     return (
         f"{STAMP} mail postfix/smtps/smtpd[17025]: warning: unknown[{REAL_IPV6}]: "
@@ -284,6 +296,13 @@ SHAPES: tuple[Shape, ...] = (
     Shape("saslauthd.user", "user", _saslauthd, "auth_failure", client_ip=None),
     Shape("roundcube-imap-error.user", "user", _roundcube_imap, "auth_failure"),
     Shape("roundcube-userlogins.user", "user", _roundcube_userlogins, "auth_failure"),
+    Shape(
+        "roundcube-forwarded-for.header",
+        "header",
+        _roundcube_forwarded,
+        "auth_failure",
+        fixed_user="admin@example.org",
+    ),
 )
 
 
@@ -300,7 +319,7 @@ class Case:
     @property
     def user(self) -> str | None:
         """The user of the line's fixed user position."""
-        return self.value if self.shape.field == "user" else None
+        return self.value if self.shape.field == "user" else self.shape.fixed_user
 
     @property
     def loggable(self) -> bool:

@@ -386,3 +386,27 @@ def test_signature_covers_every_field() -> None:
     active = ActiveCommands(KEY)
     assert active.apply_record(longer.to_json()) is None
     assert active.stats.rejected == {"bad signature": 1}
+
+
+def test_overlapping_prefixes_longest_first_and_release_of_one() -> None:
+    active = ActiveCommands(KEY)
+    feed(
+        active,
+        command("block_ip", "10.1.0.0/16", subject_type="prefix", reason="wide"),
+        command("block_ip", "10.1.2.0/24", subject_type="prefix", reason="narrow"),
+        command("block_ip", "2001:db8::/32", subject_type="prefix", reason="v6 wide"),
+        command("block_ip", "2001:db8:1:2::/64", subject_type="prefix", reason="v6 narrow"),
+    )
+    assert active.decide_smtp("", "10.1.2.3", T0).reason == "narrow"
+    assert active.decide_smtp("", "10.1.3.3", T0).reason == "wide"
+    assert active.decide_smtp("", "2001:db8:1:2::9", T0).reason == "v6 narrow"
+    assert active.decide_smtp("", "2001:db8:ffff::9", T0).reason == "v6 wide"
+    assert not active.decide_smtp("", "10.2.0.1", T0).refuses
+    feed(active, release("block_ip", "10.1.2.0/24", subject_type="prefix", issued=T0 + 1))
+    assert active.decide_smtp("", "10.1.2.3", T0 + 2).reason == "wide"
+    feed(active, release("block_ip", "10.1.0.0/16", subject_type="prefix", issued=T0 + 1))
+    assert not active.decide_smtp("", "10.1.2.3", T0 + 2).refuses
+    # An IPv4 prefix never matches an IPv6 address with the same leading bits.
+    feed(active, command("block_ip", "32.1.13.0/24", subject_type="prefix"))  # 0x20010d..
+    assert active.decide_smtp("", "32.1.13.7", T0 + 2).refuses
+    assert not active.decide_smtp("", "2001:d00::1", T0 + 2).refuses

@@ -33,6 +33,8 @@ isolation_transport = "isolated:[relay.test]:25"
 [adapters.dovecot_policy]
 listen = "127.0.0.1:20042"
 basic_auth_file = "auth/dovecot.txt"
+doveadm = "/usr/local/bin/doveadm"
+doveadm_config = "dovecot/dovecot.conf"
 """
 
 
@@ -52,6 +54,13 @@ def test_defaults_without_a_file() -> None:
     }
     assert settings.postfix_policy_listen == "127.0.0.1:10040"
     assert settings.dovecot_authorization is None
+    assert settings.kick is not None and settings.kick.doveadm == "doveadm"
+    assert settings.kick.config is None
+
+
+def test_kicking_can_be_turned_off(tmp_path: Path) -> None:
+    path = write(tmp_path, "[adapters.dovecot_policy]\nkick_sessions = false\n")
+    assert load_adapter_settings(path).kick is None
 
 
 def test_every_key(tmp_path: Path) -> None:
@@ -67,6 +76,9 @@ def test_every_key(tmp_path: Path) -> None:
     assert parse_listen(settings.socketmap_listen) == ("::1", 20041)
     assert settings.isolation_transport == "isolated:[relay.test]:25"
     assert settings.dovecot_authorization == basic_authorization("dovecot:s3cret")
+    assert settings.kick is not None
+    assert settings.kick.doveadm == "/usr/local/bin/doveadm"
+    assert settings.kick.config == tmp_path.resolve() / "dovecot" / "dovecot.conf"
     # The main config loader ignores the section and still reads the rest.
     assert load_config(path).signing_key == b"k"
 
@@ -89,6 +101,7 @@ def test_every_key(tmp_path: Path) -> None:
             "not both",
         ),
         ("adapters = 3\n", "must be a table"),
+        ("[adapters.dovecot_policy]\nkick_sessions = 'yes'\n", "true or false"),
     ],
 )
 def test_bad_values_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:

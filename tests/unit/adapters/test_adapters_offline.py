@@ -119,9 +119,9 @@ def test_cli_adapter_serves_without_a_broker_and_stops_on_sigterm(
     config.write_text(f"[kafka]\nbootstrap = '127.0.0.1:{closed_port()}'\n[signing]\nkey = 'k'\n")
     port, metrics_port = closed_port(), closed_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
+    args = ["adapter", adapter, "--config", str(config), "--listen", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        [str(MAILWARDEN), "adapter", adapter, "--config", str(config)]
-        + ["--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics_port)],
+        [str(MAILWARDEN), *args, "--metrics-port", str(metrics_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,

@@ -116,7 +116,7 @@ async def test_every_lab_request(lab_dir: Path, sign: SignCommand) -> None:
                 reports.append(body)
     assert len(sink.events) == len(reports) == 57
     for line, (event, body) in enumerate(zip(sink.events, reports, strict=True), start=1):
-        assert event.source == "dovecot-policy" and event.kind == "auth"
+        assert event.source == "dovecot-policy" and event.kind == "auth_report"
         assert event.outcome == ("success" if body["success"] else "failure")
         assert (event.user, event.client_ip, event.protocol) == (
             body["login"],

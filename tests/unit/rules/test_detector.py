@@ -61,7 +61,10 @@ def test_restored_quiet_period_prevents_a_second_command() -> None:
     first = Detector(Policy(), SIGNING_KEY, scopes={"account"})
     assert len(run(first, burst)) == 2
     state = first.export_state("account", "alice@example.org")
-    assert state is not None and set(state) == {"smtp_burst"}
+    # The burst's window, the hourly history of outbound volume, and the offence
+    # that escalation remembers.
+    assert state is not None
+    assert set(state) == {"smtp_burst", "outbound_volume", "offences.account"}
     second = Detector(Policy(), SIGNING_KEY, scopes={"account"})
     second.import_state("account", "alice@example.org", state)
     later = [
@@ -75,7 +78,11 @@ def test_scopes_select_the_rules() -> None:
     account = Detector(Policy(), SIGNING_KEY, scopes={"account"})
     ip = Detector(Policy(), SIGNING_KEY, scopes={"ip"})
     assert {rule.scope for rule in account.rules} == {"account"}
-    assert {rule.name for rule in ip.rules} == {"password_spray", "credential_stuffing"}
+    assert {rule.name for rule in ip.rules} == {
+        "password_spray",
+        "prefix_spray",
+        "credential_stuffing",
+    }
     with pytest.raises(UnknownScope):
         Detector(Policy(), SIGNING_KEY, scopes={"prefix"})
     with pytest.raises(UnknownScope):
@@ -87,7 +94,11 @@ def test_keys_touched_names_changed_and_expired_keys_once() -> None:
     detector.process(
         make_event(0, "auth", outcome="failure", user="dave@example.org", client_ip="203.0.113.4")
     )
-    assert detector.keys_touched() == {("account", "dave@example.org"), ("ip", "203.0.113.4")}
+    assert detector.keys_touched() == {
+        ("account", "dave@example.org"),
+        ("ip", "203.0.113.4"),
+        ("ip", "203.0.113.0/24"),
+    }
     assert detector.keys_touched() == set()
     # Two hours later another key's event sweeps the idle ones away.
     detector.process(

@@ -11,6 +11,7 @@ from models.detector import Detector
 from models.events import Event
 from models.policy import AllowlistSettings, EnforcementSettings, Policy, RuleSettings
 from models.policy import SmtpBurstSettings as Settings
+from models.rules import Decision
 from tests.unit.rules.kit import (
     SIGNING_KEY,
     fixture_events,
@@ -56,18 +57,29 @@ def test_only_submissions_count() -> None:
     assert run(detector, logins) == []
 
 
+def burst_only(decisions: list[Decision]) -> list[Decision]:
+    """The smtp_burst decisions (140 messages in an hour also exceed outbound_volume)."""
+    return [d for d in decisions if d.rule == "smtp_burst"]
+
+
 def test_fires_once_per_episode_and_again_after_the_suspension() -> None:
     detector = Detector(Policy(), SIGNING_KEY)
-    first = run(detector, submissions("alice@example.org", 0, 60, 1.0))
+    first = burst_only(run(detector, submissions("alice@example.org", 0, 60, 1.0)))
     assert [type(d) for d in first] == [Command, Alert]
     command = first[0]
     assert isinstance(command, Command)
     assert command.issued_epoch == make_event(29, "submission").epoch
     assert command.expires_epoch == command.issued_epoch + 3600
     # Still suspended by event time: no second command.
-    assert run(detector, submissions("alice@example.org", 1800, 40, 1.0)) == []
-    again = run(detector, submissions("alice@example.org", 3700, 40, 1.0))
+    assert burst_only(run(detector, submissions("alice@example.org", 1800, 40, 1.0))) == []
+    again = burst_only(run(detector, submissions("alice@example.org", 3700, 40, 1.0)))
     assert [type(d) for d in again] == [Command, Alert]
+    # A repeat offender: its third command (outbound_volume isolated it in
+    # between) lasts 2 ** 2 times as long.
+    second, alert = again
+    assert isinstance(second, Command) and isinstance(alert, Alert)
+    assert alert.evidence["offences"] == {"account:alice@example.org": 3}
+    assert second.expires_epoch - second.issued_epoch == 4 * 3600
 
 
 def test_commands_are_signed_and_verifiable() -> None:
