@@ -59,10 +59,10 @@ REJECT = "reject"
 
 
 # Event and Origin keep an instance __dict__ (no __slots__): orjson serializes
-# such dataclasses straight from it, about four times faster than reading slots.
+# such dataclasses straight from it, about three times faster than reading slots.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Origin:
     """Where an event came from, for audits and the dead-letter topic.
 
@@ -74,6 +74,18 @@ class Origin:
     line: int
     host: str | None = None
     offset: int | None = None
+
+    def __init__(
+        self, path: str, line: int, host: str | None = None, offset: int | None = None
+    ) -> None:
+        # One Origin per log line: filling the instance dict directly costs half of
+        # the generated frozen __init__ (an object.__setattr__ call per field).
+        # Keys in field order, as orjson writes them in this order.
+        values = self.__dict__
+        values["path"] = path
+        values["line"] = line
+        values["host"] = host
+        values["offset"] = offset
 
 
 @dataclass
@@ -111,8 +123,12 @@ class Event:
 
     @property
     def key(self) -> str | None:
-        """The Kafka key on ``mail.events``: the account when known, else the client IP."""
-        return self.user or self.client_ip
+        """The Kafka key on ``mail.events``: the account when known, else the client IP.
+
+        The account is normalized, so that "Alice@X" and "alice@x" (one mailbox
+        to the servers) land on one partition and one worker's state.
+        """
+        return (normalize_account(self.user) if self.user else None) or self.client_ip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,8 +139,7 @@ class Event:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
         """Rebuild an event from its JSON form, ignoring fields this version does not know."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in _EVENT_FIELDS}
         origin = values.get("origin")
         if isinstance(origin, dict):
             values["origin"] = Origin(
@@ -141,6 +156,15 @@ class Event:
         if not isinstance(data, dict):
             raise ValueError("event JSON must be an object")
         return cls.from_dict(data)
+
+
+_EVENT_FIELDS: frozenset[str] = frozenset(f.name for f in fields(Event))
+
+
+def normalize_account(user: str) -> str | None:
+    """The account name as state is keyed: stripped and case-folded; None when empty."""
+    key = user.strip().casefold()
+    return key or None
 
 
 def iso_utc(epoch: float) -> str:

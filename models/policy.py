@@ -380,7 +380,7 @@ class ClassIndex:
 
     def pick(self, account_key: str, default: Settings, rule: str) -> Settings:
         """The settings of ``rule`` for the account: its class's, else ``default``."""
-        if not self:
+        if not self.classes:
             return default
         account_class = self.of(account_key)
         if account_class is None:

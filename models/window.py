@@ -15,16 +15,19 @@ once (:class:`WindowSpec`):
     that it *saturates*: the store keeps the ``distinct_cap`` most recently
     seen values and reports ``distinct_cap``, a lower bound. Thresholds on
     distinct counts must therefore stay at or below the cap (the policy
-    checks this). The values still in the window, in order of first sight,
-    are the evidence sample of alerts.
+    checks this). The values still in the window, the longest unseen first
+    (a value moves to the end when it is seen in a later bucket), are the
+    evidence sample of alerts; that order also makes the value to drop at
+    saturation the first one, in the usual case.
 
     Each value also carries a *tally*, how many events brought it since it
     last entered the window (weakforced's ``countmin``, exact here). A value
     leaves the window a whole window after it was last seen, so a tally
     counts an unbroken run: events that keep coming at intervals shorter
     than the window add up, and the tally restarts after a pause of a whole
-    window. The tally and the last bucket share one integer
-    (``tally << TALLY_SHIFT | bucket``), so tallies cost no memory.
+    window. The last bucket and the tally share one integer
+    (``bucket << TALLY_BITS | tally``, the tally saturating at
+    ``TALLY_MAX``), so tallies cost no memory and integers order by bucket.
 
 The window "ending at the event time" is the bucket of the newest event seen
 for the key and the ``buckets - 1`` before it, so a window of 60 s in 6
@@ -64,11 +67,9 @@ from typing import Any
 # attacker-controlled (user names), and two values this long that differ only
 # further on are not worth telling apart.
 VALUE_CHARS = 256
-# A distinct value maps to ``tally << TALLY_SHIFT | last bucket``. 40 bits of
-# bucket number last until the year 36812 with one-second buckets.
-TALLY_SHIFT = 40
-BUCKET_MASK = (1 << TALLY_SHIFT) - 1
-ONE_TALLY = 1 << TALLY_SHIFT
+# A distinct value maps to ``last bucket << TALLY_BITS | tally``.
+TALLY_BITS = 24
+TALLY_MAX = (1 << TALLY_BITS) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +252,8 @@ class WindowStore:
         if bucket <= window.head:
             return len(seen)
         oldest_live = bucket - self.spec.buckets
-        return sum(1 for packed in seen.values() if packed & BUCKET_MASK > oldest_live)
+        first_live = (oldest_live + 1) << TALLY_BITS
+        return sum(1 for packed in seen.values() if packed >= first_live)
 
     def has_value(
         self, window: KeyWindow, field: int, value: str, epoch: float | None = None
@@ -270,23 +272,23 @@ class WindowStore:
             return False
         if epoch is None:
             return True
-        return (packed & BUCKET_MASK) > self.spec.bucket_of(epoch) - self.spec.buckets
+        return packed >> TALLY_BITS > self.spec.bucket_of(epoch) - self.spec.buckets
 
     def tally(self, window: KeyWindow, field: int, value: str) -> int:
         """How many events brought ``value`` in its current run (0 when not in the window)."""
         distinct = window.distinct
         if distinct is None:
             return 0
-        return distinct[field].get(value[:VALUE_CHARS], 0) >> TALLY_SHIFT
+        return distinct[field].get(value[:VALUE_CHARS], 0) & TALLY_MAX
 
     def top_tallies(self, window: KeyWindow, field: int, limit: int = 5) -> list[tuple[str, int]]:
         """The ``limit`` values of field ``field`` with the highest tallies, highest first."""
         if not window.distinct:
             return []
         ranked = sorted(
-            window.distinct[field].items(), key=lambda item: (-(item[1] >> TALLY_SHIFT), item[0])
+            window.distinct[field].items(), key=lambda item: (-(item[1] & TALLY_MAX), item[0])
         )
-        return [(value, packed >> TALLY_SHIFT) for value, packed in ranked[:limit]]
+        return [(value, packed & TALLY_MAX) for value, packed in ranked[:limit]]
 
     def samples(self, window: KeyWindow, field: int, limit: int = 10) -> list[str]:
         """The first ``limit`` values of distinct field ``field`` still in the window."""
@@ -305,19 +307,24 @@ class WindowStore:
         """Drop keys idle for two windows before ``now`` and not in a quiet period.
 
         Scans from the front (idle the longest) and stops at the first key
-        still live, so the cost follows what expires.
+        still live, so the cost follows what expires. An idle key kept for
+        its quiet period moves to the end, so that the next sweeps do not
+        scan it again and again.
         """
         self._next_sweep = now + self.spec.seconds
         oldest_live = self.spec.bucket_of(now) - 2 * self.spec.buckets
         expired: list[str] = []
-        for key, window in self._keys.items():
+        kept: list[str] = []
+        keys = self._keys
+        for key, window in keys.items():
             if window.head > oldest_live:
                 break
-            if window.quiet_until <= now:
-                expired.append(key)
+            (expired if window.quiet_until <= now else kept).append(key)
         for key in expired:
-            del self._keys[key]
+            del keys[key]
             self.touched.add(key)
+        for key in kept:
+            keys[key] = keys.pop(key)
         self.stats.expired += len(expired)
 
     def _evict(self) -> None:
@@ -350,17 +357,16 @@ class WindowStore:
                     ring[index] = 0
         window.head = bucket
         if window.distinct:
-            oldest_live = bucket - spec.buckets
+            first_live = (bucket - spec.buckets + 1) << TALLY_BITS
             for seen in window.distinct:
-                stale = [
-                    value for value, packed in seen.items() if packed & BUCKET_MASK <= oldest_live
-                ]
+                stale = [value for value, packed in seen.items() if packed < first_live]
                 for value in stale:
                     del seen[value]
 
     def _add_values(self, window: KeyWindow, bucket: int, values: Sequence[str | None]) -> None:
         assert window.distinct is not None
         cap = self.spec.distinct_cap
+        packed_bucket = bucket << TALLY_BITS
         for field, value in enumerate(values):
             if value is None:
                 continue
@@ -368,18 +374,34 @@ class WindowStore:
             value = value[:VALUE_CHARS]
             packed = seen.get(value)
             if packed is not None:
-                if bucket > packed & BUCKET_MASK:
-                    seen[value] = (packed >> TALLY_SHIFT << TALLY_SHIFT) + ONE_TALLY + bucket
+                tally = min((packed & TALLY_MAX) + 1, TALLY_MAX)
+                if packed < packed_bucket:
+                    # Seen in a later bucket: to the end, where the freshest values are.
+                    del seen[value]
+                    seen[value] = packed_bucket | tally
                 else:
-                    seen[value] = packed + ONE_TALLY
+                    seen[value] = (packed & ~TALLY_MAX) | tally
                 continue
-            if len(seen) >= cap:
-                # Saturated: keep the values seen most recently.
-                oldest_value, oldest = min(seen.items(), key=lambda item: item[1] & BUCKET_MASK)
-                if oldest & BUCKET_MASK >= bucket:
-                    continue
-                del seen[oldest_value]
-            seen[value] = ONE_TALLY + bucket
+            if len(seen) >= cap and not self._make_room(seen, bucket, window.head):
+                continue
+            seen[value] = packed_bucket | 1
+
+    def _make_room(self, seen: dict[str, int], bucket: int, head: int) -> bool:
+        """Drop the least recently seen value to make room for one seen in ``bucket``.
+
+        The first value is the least recently seen unless late events put
+        newer ones before it; only then does it cost a scan. False when every
+        value kept is more recent than ``bucket`` (a late value is not kept).
+        """
+        first = next(iter(seen))
+        oldest_value, oldest = first, seen[first]
+        if oldest >> TALLY_BITS > head - self.spec.buckets + 1:
+            oldest_value = min(seen, key=seen.__getitem__)
+            oldest = seen[oldest_value]
+        if oldest >> TALLY_BITS >= bucket:
+            return False
+        del seen[oldest_value]
+        return True
 
     # -- export / import, for Faust tables ---------------------------------
 
@@ -395,7 +417,7 @@ class WindowStore:
             "counts": list(window.counts),
             "distinct": [
                 [
-                    [value, packed & BUCKET_MASK, packed >> TALLY_SHIFT]
+                    [value, packed >> TALLY_BITS, packed & TALLY_MAX]
                     for value, packed in seen.items()
                 ]
                 for seen in window.distinct or []
@@ -448,6 +470,6 @@ class WindowStore:
 
 
 def _pack(bucket: int, tally: int) -> int:
-    if not 0 <= bucket <= BUCKET_MASK or tally < 1:
+    if bucket < 0 or not 1 <= tally <= TALLY_MAX:
         raise ValueError("distinct entry out of range")
-    return tally << TALLY_SHIFT | bucket
+    return bucket << TALLY_BITS | tally

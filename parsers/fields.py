@@ -59,7 +59,10 @@ def host_and_ip(text: str, start: int = 0) -> tuple[str, str | None, int]:
     if open_bracket < 0:
         raise ValueError("no host[address]")
     host = text[start:open_bracket]
-    ip = normalize_ip(text[open_bracket + 1 : close])
+    address = text[open_bracket + 1 : close]
+    ip = _valid.get(address)  # normalize_ip's cache, read here to save a call
+    if ip is None and address not in _valid:
+        ip = normalize_ip(address)
     end = close + 1
     if text[end : end + 1] == ":" and text[end + 1 : end + 2].isdigit():
         end += 1

@@ -216,6 +216,8 @@ def _require_free(port: int) -> None:
     # Without this check a broker already on the port would answer the
     # readiness probe, and we would report success for someone else's server.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as the JVM sets it: a port in TIME_WAIT after a stop is free to Kafka.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOCALHOST, port))
         except OSError as exc:

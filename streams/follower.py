@@ -85,6 +85,20 @@ def count_lines(path: Path, end: int) -> int:
     return total
 
 
+def end_of_last_line(path: Path, size: int) -> int:
+    """The offset just after the last newline, so an unfinished last line is read whole."""
+    with open(path, "rb") as handle:
+        position = size
+        while position > 0:
+            start = max(0, position - CHUNK_BYTES)
+            handle.seek(start)
+            newline = handle.read(position - start).rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            position = start
+    return 0
+
+
 def find_rotated(path: Path, device: int, inode: int) -> Path | None:
     """The file beside ``path`` (``mail.log.1``, ...) that still has the given inode."""
     try:
@@ -243,7 +257,8 @@ class FileFollower:
             size = self.path.stat().st_size
             if self._from_start or size == 0:
                 return _OpenFile(self.path, 0, 0)
-            return _OpenFile(self.path, size, count_lines(self.path, size))
+            start = end_of_last_line(self.path, size)
+            return _OpenFile(self.path, start, count_lines(self.path, start))
         if self._matches(self.path, checkpoint):
             return _OpenFile(self.path, checkpoint.offset, checkpoint.line)
         rotated = find_rotated(self.path, checkpoint.device, checkpoint.inode)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,12 @@ MAX_RECORD_BYTES = 1_000_000
 
 @dataclass(slots=True, frozen=True)
 class Record:
+    """A record to produce; ``value`` None is a tombstone, ``partition`` None: by key."""
+
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -38,7 +41,6 @@ class PendingSend:
 
     record: Record
     future: asyncio.Future[Any] | None = None
-    attempts: int = 0
     replaced: bool = False
     abandoned: bool = False
 
@@ -77,6 +79,7 @@ def new_producer(
 def is_retriable(exc: BaseException) -> bool:
     """Errors that pass when the broker is back, as opposed to a record the broker refuses."""
     if isinstance(exc, KafkaTimeoutError | asyncio.CancelledError):
+        # A cancelled delivery future: the record was not acknowledged, so send it again.
         return True
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
@@ -108,9 +111,56 @@ async def start_producer(
     return None
 
 
+async def deliver_all(
+    producer: AIOKafkaProducer, records: Sequence[Record], retry_pause: float = 1.0
+) -> int:
+    """Send ``records`` and wait until the broker has acknowledged each of them.
+
+    Retriable failures (the broker is away) are sent again until they pass, so
+    the caller blocks through an outage; a record the broker refuses for good
+    is logged and skipped. Returns how many were skipped.
+    """
+    pending = list(records)
+    skipped = 0
+    while pending:
+        futures = [await _send_when_possible(producer, record, retry_pause) for record in pending]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        retry = []
+        for record, result in zip(pending, results, strict=True):
+            if not isinstance(result, BaseException):
+                continue
+            if is_retriable(result):
+                retry.append(record)
+            else:
+                skipped += 1
+                log.error("the broker refused a record for %s, skipped: %r", record.topic, result)
+        if retry:
+            log.warning("%d records not acknowledged (broker unavailable?); retrying", len(retry))
+            await asyncio.sleep(retry_pause)
+        pending = retry
+    return skipped
+
+
+async def _send_when_possible(
+    producer: AIOKafkaProducer, record: Record, retry_pause: float
+) -> asyncio.Future[Any]:
+    while True:
+        try:
+            future: asyncio.Future[Any] = await producer.send(
+                record.topic, record.value, key=record.key, partition=record.partition
+            )
+            return future
+        except Exception as exc:
+            if not is_retriable(exc):
+                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                return failed
+            log.warning("cannot hand a record for %s to the producer: %r", record.topic, exc)
+            await asyncio.sleep(retry_pause)
+
+
 @dataclass(slots=True)
 class SendStats:
-    sent: int = 0
     resent: int = 0
     refused: int = 0
     last_failure: str | None = None
@@ -142,7 +192,9 @@ class ResilientSender:
         while True:
             record = pending.record
             try:
-                future = await self.producer.send(record.topic, record.value, key=record.key)
+                future = await self.producer.send(
+                    record.topic, record.value, key=record.key, partition=record.partition
+                )
             except Exception as exc:
                 if not is_retriable(exc):
                     if self._refused(pending, exc):
@@ -151,7 +203,6 @@ class ResilientSender:
                 self._failing(exc)
                 await asyncio.sleep(self.retry_pause)
                 continue
-            pending.attempts += 1
             pending.future = future
             future.add_done_callback(lambda done, p=pending: self._on_done(p, done))
             return
@@ -164,7 +215,6 @@ class ResilientSender:
             return
         exc = future.exception()
         if exc is None:
-            self.stats.sent += 1
             self.stats.failing_since = None
         elif is_retriable(exc):
             self._failing(exc)
@@ -205,7 +255,3 @@ class ResilientSender:
             for pending in batch:
                 self.stats.resent += 1
                 await self._submit(pending)
-
-    @property
-    def retrying(self) -> int:
-        return self._retry.qsize()

@@ -35,9 +35,9 @@ from streams.checkpoint import AckTracker, CheckpointStore
 from streams.deadletter import deadletter_json
 from streams.follower import MAX_LINE_BYTES, FileFollower, FilePosition, Line
 from streams.producer import (
-    MAX_RECORD_BYTES,
     Record,
     ResilientSender,
+    SendStats,
     new_producer,
     start_producer,
 )
@@ -56,12 +56,13 @@ class TailStats:
     deadletters: int = 0
     ignored: Counter[str] = field(default_factory=Counter)
 
-    def line(self, elapsed: float, lines_before: int, waiting: int) -> str:
-        rate = (self.lines - lines_before) / elapsed if elapsed > 0 else 0.0
+    def line(self, waiting: int, sends: SendStats, rate: float | None = None) -> str:
+        per_second = f" ({rate:.1f}/s)" if rate is not None else ""
         return (
-            f"{self.lines} lines ({rate:.1f}/s), {self.events} events, "
+            f"{self.lines} lines{per_second}, {self.events} events, "
             f"{self.deadletters} dead letters, {sum(self.ignored.values())} ignored, "
-            f"{waiting} waiting for the broker"
+            f"{waiting} waiting for the broker, {sends.resent} records sent again, "
+            f"{sends.refused} refused"
         )
 
 
@@ -107,7 +108,6 @@ class Publisher:
             )
         )
         self._files = [self._followed(path) for path in paths]
-        self._sender: ResilientSender | None = None
 
     def _followed(self, path: Path) -> _Followed:
         start = self.checkpoints.load(path)
@@ -129,19 +129,28 @@ class Publisher:
         if producer is None:
             return
         sender = ResilientSender(producer, on_refused=self._refused_record)
-        self._sender = sender
+        log.info(
+            "tail: following %s as host %s; checkpoints in %s",
+            ", ".join(f.follower.name for f in self._files),
+            self.settings.host,
+            self.checkpoints.directory,
+        )
         following = [asyncio.create_task(self._follow(f, sender)) for f in self._files]
         background = [
             asyncio.create_task(sender.resend_failed()),
             asyncio.create_task(self._save_checkpoints_forever()),
-            asyncio.create_task(self._report_forever()),
+            asyncio.create_task(self._report_forever(sender)),
         ]
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([stopped, *following], return_when=asyncio.FIRST_COMPLETED)
-        for task in following:
-            if task.done() and task.exception() is not None:
-                log.error("following stopped: %r", task.exception())
-        await self._shut_down(producer, following, background)
+        failures = [t.exception() for t in following if t.done() and not t.cancelled()]
+        await self._shut_down(producer, sender, following, background)
+        stopped.cancel()
+        for failure in failures:
+            if failure is not None:
+                # Everything acknowledged is checkpointed; fail loudly so that
+                # the service manager restarts us from there.
+                raise failure
 
     async def _follow(self, followed: _Followed, sender: ResilientSender) -> None:
         tracker = followed.tracker
@@ -194,17 +203,14 @@ class Publisher:
 
     def _refused_record(self, record: Record, exc: BaseException) -> Record | None:
         """An event the broker refuses (too large) becomes a dead letter, with the reason."""
-        if record.topic != self.topics.events:
+        if record.topic != self.topics.events or record.value is None:
             return None
-        try:
-            event = orjson.loads(record.value)
-            origin = event.get("origin") or {}
-        except orjson.JSONDecodeError:
-            origin = {}
+        # The value is an event we encoded ourselves; its origin says where it came from.
+        origin = orjson.loads(record.value).get("origin") or {}
         reason = f"the broker refused the event ({type(exc).__name__}: {exc})"
         self.stats.deadletters += 1
         value = deadletter_json(record.value, reason, origin, received_epoch=time.time())
-        return Record(self.topics.deadletter, record.key, value[:MAX_RECORD_BYTES])
+        return Record(self.topics.deadletter, record.key, value)
 
     def save_checkpoints(self) -> None:
         for followed in self._files:
@@ -218,18 +224,19 @@ class Publisher:
             await asyncio.sleep(CHECKPOINT_EVERY)
             self.save_checkpoints()
 
-    async def _report_forever(self) -> None:
+    async def _report_forever(self, sender: ResilientSender) -> None:
         interval = self.settings.stats_interval
         lines_before, started = self.stats.lines, time.monotonic()
         while True:
             await asyncio.sleep(min(interval, STALL_WARNING_AFTER))
-            self._warn_if_stalled()
+            self._warn_if_stalled(sender)
             now = time.monotonic()
             if now - started >= interval:
-                log.info("tail: %s", self.stats.line(now - started, lines_before, self.waiting))
+                rate = (self.stats.lines - lines_before) / (now - started)
+                log.info("tail: %s", self.stats.line(self.waiting, sender.stats, rate))
                 lines_before, started = self.stats.lines, now
 
-    def _warn_if_stalled(self) -> None:
+    def _warn_if_stalled(self, sender: ResilientSender) -> None:
         now = time.monotonic()
         oldest = min(
             (since for f in self._files if (since := f.tracker.oldest_since()) is not None),
@@ -237,7 +244,7 @@ class Publisher:
         )
         if oldest is None or now - oldest < STALL_WARNING_AFTER:
             return
-        failure = self._sender.stats.last_failure if self._sender else None
+        failure = sender.stats.last_failure
         log.warning(
             "broker unavailable, %d lines waiting (oldest read %.0f s ago)%s",
             self.waiting,
@@ -248,6 +255,7 @@ class Publisher:
     async def _shut_down(
         self,
         producer: AIOKafkaProducer,
+        sender: ResilientSender,
         following: list[asyncio.Task[None]],
         background: list[asyncio.Task[None]],
     ) -> None:
@@ -274,7 +282,7 @@ class Publisher:
             await asyncio.wait_for(producer.stop(), self.settings.shutdown_timeout)
         except TimeoutError:
             log.warning("the producer did not stop within %.0f s", self.settings.shutdown_timeout)
-        log.info("tail stopped: %s", self.stats.line(0, self.stats.lines, self.waiting))
+        log.info("tail stopped: %s", self.stats.line(self.waiting, sender.stats))
 
 
 def configure_logging() -> None:

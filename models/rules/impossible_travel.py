@@ -35,11 +35,12 @@ from models.rules.base import (
     Finding,
     Rule,
     RuleContext,
+    StateStore,
     latest_expiry,
 )
 from models.rules.geo_history import AccountGeoFeed
 from models.rules.keys import EventKeys
-from models.rules.new_location import quiet_store
+from models.rules.keystore import QuietStore
 
 # Two logins in the same second would mean infinite speed; time is counted
 # from one second up.
@@ -57,7 +58,11 @@ class ImpossibleTravelRule(Rule):
         super().__init__(context, settings.dry_run)
         self.settings = settings
         self.geo = geo
-        self.store = quiet_store(self.name, context.max_keys)
+        self.quiet = QuietStore(self.name, context.max_keys, idle=settings.quiet)
+
+    @property
+    def stores(self) -> tuple[StateStore, ...]:
+        return (self.quiet,)
 
     def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
         seen = self.geo.current
@@ -78,8 +83,7 @@ class ImpossibleTravelRule(Rule):
         speed = distance / seconds * 3600
         if speed < settings.speed_kmh:
             return NOTHING
-        quiet = self.store.get(key)
-        if quiet is not None and event.epoch < quiet.quiet_until:
+        if self.quiet.is_quiet(key, event.epoch):
             return NOTHING
         evidence = {
             "distance_km": round(distance),
@@ -121,7 +125,5 @@ class ImpossibleTravelRule(Rule):
         if settings.action == "suspend_login":
             actions = (Action("suspend_login", "account", key, settings.duration),)
         decisions = self.decide(event, finding, actions, dry_run=settings.dry_run)
-        window = self.store.observe(key, event.epoch, (1,))
-        if window is not None:
-            window.quiet_until = latest_expiry(decisions, event.epoch + settings.quiet)
+        self.quiet.silence(key, event.epoch, latest_expiry(decisions, event.epoch + settings.quiet))
         return decisions

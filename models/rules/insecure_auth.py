@@ -26,9 +26,10 @@ from models.rules.base import (
     Finding,
     Rule,
     RuleContext,
+    StateStore,
 )
 from models.rules.keys import EventKeys
-from models.window import WindowSpec, WindowStore
+from models.rules.keystore import QuietStore
 
 PLAINTEXT = "none"
 
@@ -42,13 +43,11 @@ class InsecureAuthRule(Rule):
         super().__init__(context, settings.dry_run)
         self.settings = settings
         self._weak = _weak_versions(settings.min_tls)
-        # The store only carries the per-account quiet period; its window is
-        # the shortest that keeps a quiet key from being swept.
-        self.store = WindowStore(
-            WindowSpec(seconds=60, buckets=1, counts=("insecure",), times=0),
-            context.max_keys,
-            name=self.name,
-        )
+        self.quiet = QuietStore(self.name, context.max_keys, idle=settings.quiet)
+
+    @property
+    def stores(self) -> tuple[StateStore, ...]:
+        return (self.quiet,)
 
     def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
         key = keys.account
@@ -58,11 +57,9 @@ class InsecureAuthRule(Rule):
         weak = self._weak if settings is self.settings else _weak_versions(settings.min_tls)
         if not settings.enabled or event.tls not in weak:
             return NOTHING
-        store = self.store
-        window = store.observe(key, event.epoch, (1,))
-        if window is None or event.epoch < window.quiet_until:
+        if self.quiet.is_quiet(key, event.epoch):
             return NOTHING
-        window.quiet_until = event.epoch + settings.quiet
+        self.quiet.silence(key, event.epoch, event.epoch + settings.quiet)
         tls = event.tls or PLAINTEXT
         shown = "plaintext" if tls == PLAINTEXT else tls
         evidence = {

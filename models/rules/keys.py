@@ -50,6 +50,12 @@ class Networks:
         return prefix
 
     def _compute(self, ip: str) -> str | None:
+        quad = _dotted_quad(ip)
+        if quad is not None:
+            mask = (0xFFFFFFFF << (32 - self.ipv4_prefix)) & 0xFFFFFFFF
+            network = quad & mask
+            octets = ".".join(str(network >> shift & 255) for shift in (24, 16, 8, 0))
+            return sys.intern(f"{octets}/{self.ipv4_prefix}")
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
@@ -61,6 +67,28 @@ class Networks:
 
 
 _MISSING: str = "\x00missing"
+
+
+def _dotted_quad(ip: str) -> int | None:
+    """The value of a canonical dotted-quad IPv4 address (what parsers emit), else None.
+
+    Anything else (IPv6, leading zeros, stray characters) is left to
+    :mod:`ipaddress`, which is exact but ten times slower.
+    """
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3:
+            return None
+        if part[0] == "0" and part != "0":
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@ entry per key with the same bounds as :class:`models.window.WindowStore`:
   small batch at a time (the dict's order follows the last event time, keys
   moving to the end when touched);
 - a key idle for ``idle`` seconds of event time is dropped when a sweep
-  (every ``idle / 4``) finds it, unless its ``keep_until`` lies ahead;
+  (every ``idle / 4``) finds it, unless its ``keep_until`` lies ahead (then
+  it moves to the end of the order, to be looked at again later);
 - every key changed, evicted or expired is recorded in ``touched``.
 
 Subclasses say how to make, encode and decode an entry.
@@ -86,14 +87,18 @@ class KeyedStore(ABC, Generic[Entry]):
         self._next_sweep = now + self.idle / 4
         oldest_live = now - self.idle
         expired: list[str] = []
-        for key, entry in self._keys.items():
+        kept: list[str] = []
+        keys = self._keys
+        for key, entry in keys.items():
             if entry.last_seen > oldest_live:
                 break
-            if entry.keep_until <= now:
-                expired.append(key)
+            (expired if entry.keep_until <= now else kept).append(key)
         for key in expired:
-            del self._keys[key]
+            del keys[key]
             self.touched.add(key)
+        for key in kept:
+            # To the end, so that the next sweeps do not scan it again.
+            keys[key] = keys.pop(key)
         self.stats.expired += len(expired)
 
     def _evict(self) -> None:
@@ -135,3 +140,29 @@ class KeyedStore(ABC, Generic[Entry]):
     @abstractmethod
     def decode(self, data: dict[str, Any]) -> Entry:
         """An entry from :meth:`encode` output; raise ValueError, KeyError or TypeError if bad."""
+
+
+class QuietStore(KeyedStore[KeyedEntry]):
+    """Only quiet periods: per key, the event time until which a rule stays silent.
+
+    For rules that fire on single events and need no window; a key is kept
+    while its quiet period runs and forgotten ``idle`` seconds after.
+    """
+
+    def is_quiet(self, key: str, epoch: float) -> bool:
+        entry = self.get(key)
+        return entry is not None and epoch < entry.keep_until
+
+    def silence(self, key: str, epoch: float, until: float) -> None:
+        entry = self.entry(key, epoch)
+        assert entry is not None
+        entry.keep_until = max(entry.keep_until, until)
+
+    def new_entry(self, epoch: float) -> KeyedEntry:
+        return KeyedEntry(epoch)
+
+    def encode(self, entry: KeyedEntry) -> dict[str, Any]:
+        return {}
+
+    def decode(self, data: dict[str, Any]) -> KeyedEntry:
+        return KeyedEntry(0.0)

@@ -32,18 +32,12 @@ from models.rules.base import (
     Finding,
     Rule,
     RuleContext,
+    StateStore,
     latest_expiry,
 )
 from models.rules.geo_history import AccountGeoFeed, GeoObservation
 from models.rules.keys import EventKeys
-from models.window import WindowSpec, WindowStore
-
-
-def quiet_store(name: str, max_keys: int) -> WindowStore:
-    """A store that only holds per-account quiet periods (its window is the shortest possible)."""
-    return WindowStore(
-        WindowSpec(seconds=60, buckets=1, counts=("alerts",), times=0), max_keys, name=name
-    )
+from models.rules.keystore import QuietStore
 
 
 class NewLocationRule(Rule):
@@ -57,7 +51,11 @@ class NewLocationRule(Rule):
         super().__init__(context, settings.dry_run)
         self.settings = settings
         self.geo = geo
-        self.store = quiet_store(self.name, context.max_keys)
+        self.quiet = QuietStore(self.name, context.max_keys, idle=settings.quiet)
+
+    @property
+    def stores(self) -> tuple[StateStore, ...]:
+        return (self.quiet,)
 
     def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
         seen = self.geo.current
@@ -69,17 +67,14 @@ class NewLocationRule(Rule):
             return NOTHING
         if not seen.new_country and not settings.new_asn:
             return NOTHING
-        quiet = self.store.get(key)
-        if quiet is not None and event.epoch < quiet.quiet_until:
+        if self.quiet.is_quiet(key, event.epoch):
             return NOTHING
         finding = self._finding(event, key, seen)
         actions: tuple[Action, ...] = ()
         if settings.action == "suspend_login":
             actions = (Action("suspend_login", "account", key, settings.duration),)
         decisions = self.decide(event, finding, actions, dry_run=settings.dry_run)
-        window = self.store.observe(key, event.epoch, (1,))
-        if window is not None:
-            window.quiet_until = latest_expiry(decisions, event.epoch + settings.quiet)
+        self.quiet.silence(key, event.epoch, latest_expiry(decisions, event.epoch + settings.quiet))
         return decisions
 
     def _finding(self, event: Event, key: str, seen: GeoObservation) -> Finding:

@@ -9,9 +9,12 @@ kept as a ring of hourly counters (``models/rules/hourly.py``).
 
 The limit for an hour is robust to the account's own spikes: over the
 *active* hours of its history (hours with at least one message), the median
-plus ``mad_factor`` (default 10) scaled median absolute deviations
-(``1.4826 * MAD``, a standard deviation for normal data), and never below
-``min_hourly`` (default 50). An account seen for less than
+plus ``mad_factor`` (default 10) times the spread, and never below
+``min_hourly`` (default 50). The spread is the scaled median absolute
+deviation (``1.4826 * MAD``, a standard deviation for normal data), but at
+least the square root of the median: hourly counts are Poisson-like, and a
+sender as regular as clockwork (MAD 0) must not be caught by an ordinary
+hour. An account seen for less than
 ``learning_hours`` (default 48), or with fewer than three active hours,
 gets ``cold_start_hourly`` (default 100) instead. Per-domain and per-class
 overrides (``[classes.<name>]``) give bulk senders higher limits; service
@@ -28,6 +31,7 @@ possible, so ordinary senders cost one counter increment per message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,7 +65,7 @@ class HourlyLimit:
     cold_start: bool
     active_hours: int
     median: float
-    mad: float
+    spread: float
 
 
 def hourly_limit(
@@ -75,8 +79,9 @@ def hourly_limit(
         return HourlyLimit(float(settings.cold_start_hourly), True, int(active.size), 0.0, 0.0)
     median = float(np.median(active))
     mad = float(np.median(np.abs(active - median))) * MAD_TO_SIGMA
-    limit = max(float(settings.min_hourly), median + settings.mad_factor * mad)
-    return HourlyLimit(limit, False, int(active.size), median, mad)
+    spread = max(mad, math.sqrt(median))
+    limit = max(float(settings.min_hourly), median + settings.mad_factor * spread)
+    return HourlyLimit(limit, False, int(active.size), median, spread)
 
 
 class OutboundVolumeRule(Rule):
@@ -124,7 +129,7 @@ class OutboundVolumeRule(Rule):
                 "history_hours": self.history.hours,
                 "active_hours": limit.active_hours,
                 "median": round(limit.median, 2),
-                "scaled_mad": round(limit.mad, 2),
+                "spread": round(limit.spread, 2),
             },
             "sample_times": [event.ts],
         }

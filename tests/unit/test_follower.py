@@ -107,6 +107,16 @@ async def test_from_end_skips_history_but_keeps_line_numbers(tmp_path: Path) -> 
     assert got.lines[0].offset == 12
 
 
+async def test_from_end_still_reads_an_unfinished_last_line_whole(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    append(log, b"old\nhal")
+    async with following(fast(log, from_start=False)) as got:
+        append(log, b"f\n")
+        await got.wait_for(1)
+    assert got.data == [b"half"]
+    assert (got.lines[0].number, got.lines[0].offset) == (2, 4)
+
+
 async def test_rename_rotation_reads_old_file_to_the_end_then_the_new_one(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     append(log, b"a1\na2\n")

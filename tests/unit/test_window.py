@@ -58,10 +58,10 @@ def test_distinct_values_expire_with_their_bucket() -> None:
     store = WindowStore(spec(), max_keys=10)
     store.observe("k", T0, (), ("a",))
     store.observe("k", T0 + 20, (), ("b",))
-    window = store.observe("k", T0 + 30, (), ("a",))  # refreshes "a"
+    window = store.observe("k", T0 + 30, (), ("a",))  # refreshes "a", which moves to the end
     assert window is not None
     assert store.distinct_count(window, 0) == 2
-    assert store.samples(window, 0) == ["a", "b"]
+    assert store.samples(window, 0) == ["b", "a"]
     window = store.observe("k", T0 + 85, (), (None,))  # "b" (T0+20) has left, "a" (T0+30) not
     assert window is not None
     assert store.distinct_count(window, 0) == 1
@@ -262,3 +262,65 @@ def test_one_key_with_any_disorder_drops_exactly_the_late_events(
             accepted, "k", 256
         )
     assert store.stats.late == late
+
+
+# -- tallies: per-value counts of an unbroken run ---------------------------------
+
+
+def test_tally_counts_a_value_until_it_pauses_for_a_whole_window() -> None:
+    store = WindowStore(spec(), max_keys=10)
+    for offset in (0, 5, 30, 55, 80):  # never 60 s apart: one run
+        store.observe("k", T0 + offset, (), ("ip1",))
+    window = store.observe("k", T0 + 85, (), ("ip2",))
+    assert window is not None
+    assert store.tally(window, 0, "ip1") == 5
+    assert store.tally(window, 0, "ip2") == 1
+    assert store.tally(window, 0, "absent") == 0
+    assert store.top_tallies(window, 0) == [("ip1", 5), ("ip2", 1)]
+    # After a whole window without it, "ip1" starts a new run.
+    window = store.observe("k", T0 + 150, (), ("ip1",))
+    assert window is not None
+    assert store.tally(window, 0, "ip1") == 1
+
+
+def test_tallies_survive_export_and_old_exports_still_load() -> None:
+    store = WindowStore(spec(), max_keys=10)
+    for _ in range(3):
+        store.observe("k", T0, (1,), ("a",))
+    data = store.export_key("k")
+    assert data is not None
+    assert data["distinct"] == [[["a", int(T0 // 10), 3]]]
+    restored = WindowStore(spec(), max_keys=10)
+    restored.import_key("k", orjson.loads(orjson.dumps(data)))
+    window = restored.get("k")
+    assert window is not None and restored.tally(window, 0, "a") == 3
+    data["distinct"] = [[["a", int(T0 // 10)]]]  # written before tallies existed
+    restored.import_key("k", data)
+    window = restored.get("k")
+    assert window is not None and restored.tally(window, 0, "a") == 1
+
+
+def test_live_distinct_count_leaves_out_values_aged_out_since_the_last_event() -> None:
+    store = WindowStore(spec(), max_keys=10)
+    store.observe("k", T0, (), ("a",))
+    window = store.observe("k", T0 + 30, (), ("b",))
+    assert window is not None
+    assert store.live_distinct_count(window, 0, T0 + 30) == 2
+    assert store.live_distinct_count(window, 0, T0 + 65) == 1  # "a" has left that window
+    assert store.live_distinct_count(window, 0, T0 + 200) == 0
+    assert store.has_value(window, 0, "a")
+    assert not store.has_value(window, 0, "a", epoch=T0 + 65)
+
+
+def test_saturated_store_drops_the_least_recently_seen_even_after_disorder() -> None:
+    store = WindowStore(spec(distinct_cap=3), max_keys=10)
+    store.observe("k", T0 + 20, (), ("b",))
+    store.observe("k", T0 + 30, (), ("c",))
+    store.observe("k", T0 + 5, (), ("a",))  # late: inserted last, seen earliest
+    window = store.observe("k", T0 + 40, (), ("d",))
+    assert window is not None
+    assert sorted(store.samples(window, 0)) == ["b", "c", "d"]
+    # A late value never displaces fresher ones.
+    window = store.observe("k", T0 + 1, (), ("e",))
+    assert window is not None
+    assert sorted(store.samples(window, 0)) == ["b", "c", "d"]

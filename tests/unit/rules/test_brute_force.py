@@ -70,3 +70,26 @@ def test_allowlisting_the_account_does_not_hide_the_attack() -> None:
     policy = replace(Policy(), allowlist=AllowlistSettings(accounts=(VICTIM,)))
     decisions = run(Detector(policy, SIGNING_KEY), failures(20, ["203.0.113.1"]))
     assert [project(d)["type"] for d in decisions] == ["alert"]
+
+
+def test_evidence_ranks_the_ips_that_failed_most() -> None:
+    events = failures(20, ["203.0.113.1", "203.0.113.2", "203.0.113.1", "203.0.113.3"])
+    (alert,) = run(Detector(Policy(), SIGNING_KEY), events)
+    assert alert.to_dict()["mailwarden"]["top_sources"] == [
+        {"ip": "203.0.113.1", "failures_in_run": 10},
+        {"ip": "203.0.113.2", "failures_in_run": 5},
+        {"ip": "203.0.113.3", "failures_in_run": 5},
+    ]
+
+
+def test_spellings_of_one_account_are_one_account() -> None:
+    spellings = ["Dave@Example.org", "dave@example.org ", "DAVE@example.org"]
+    events = [
+        make_event(
+            i * 10, "auth", outcome="failure", user=spellings[i % 3], client_ip="203.0.113.1"
+        )
+        for i in range(20)
+    ]
+    (alert,) = run(Detector(Policy(), SIGNING_KEY), events)
+    assert alert.to_dict()["user"] == {"name": VICTIM}
+    assert alert.to_dict()["mailwarden"]["logged_user"] == "dave@example.org "

@@ -94,3 +94,73 @@ def test_allowlisted_source_ip_vetoes_the_commands() -> None:
     stuffing = [project(d) for d in decisions if d.rule == "credential_stuffing"]
     assert [d["type"] for d in stuffing] == ["alert"]
     assert stuffing[0]["allowlisted"] == [f"ip:{ATTACKER}"]
+
+
+def test_a_success_from_a_prefix_failing_on_thirty_accounts() -> None:
+    # Ten addresses of one /24 fail on three accounts each: no address reaches 10.
+    pool = [
+        make_event(
+            i * 2,
+            "auth",
+            outcome="failure",
+            user=f"u{i}@example.org",
+            client_ip=f"198.51.100.{i // 3}",
+        )
+        for i in range(30)
+    ]
+    decisions = run(stuffing_only(), [*pool, success(100, "kim@example.org", "198.51.100.77")])
+    stuffing = [d for d in decisions if d.rule == "credential_stuffing"]
+    assert [type(d) for d in stuffing] == [Command, Command, Alert]
+    evidence = stuffing[-1].to_dict()["mailwarden"]
+    assert (evidence["trigger"], evidence["prefix"]) == ("prefix", "198.51.100.0/24")
+    assert evidence["distinct"]["failed_accounts"]["count"] == 30
+
+
+def test_by_prefix_can_be_turned_off() -> None:
+    pool = [
+        make_event(
+            i * 2,
+            "auth",
+            outcome="failure",
+            user=f"u{i}@example.org",
+            client_ip=f"198.51.100.{i // 3}",
+        )
+        for i in range(30)
+    ]
+    settings = replace(Policy().rules.credential_stuffing, by_prefix=False)
+    policy = replace(Policy(), rules=replace(Policy().rules, credential_stuffing=settings))
+    detector = Detector(policy, SIGNING_KEY, scopes={"ip"})
+    decisions = run(detector, [*pool, success(100, "kim@example.org", "198.51.100.77")])
+    assert [d for d in decisions if d.rule == "credential_stuffing"] == []
+
+
+def test_a_shared_address_needs_three_times_the_failed_accounts() -> None:
+    detector = stuffing_only()
+    regulars = [success(i * 60, f"emp{i}@example.org") for i in range(10)]
+    run(detector, regulars)
+    # The NAT guard of the failure ratio is met (10 vs 30 failures)...
+    many = failures(ATTACKER, 12, start=1000) + failures(ATTACKER, 12, start=1100)
+    decisions = run(detector, [*many, success(1200, "kim@example.org")])
+    assert [d for d in decisions if d.rule == "credential_stuffing"] == []
+    more = [
+        make_event(
+            1300 + i, "auth", outcome="failure", user=f"v{i}@example.org", client_ip=ATTACKER
+        )
+        for i in range(20)
+    ]
+    decisions = run(detector, [*more, success(1400, "lee@example.org")])
+    stuffing = [d for d in decisions if d.rule == "credential_stuffing"]
+    # The ten regulars, and kim and lee themselves.
+    shared = stuffing[-1].to_dict()["mailwarden"]["shared_network"]
+    assert shared == {"accounts_logged_in": 12, "exempt": False}
+
+
+def test_accounts_are_normalized_and_the_logged_spelling_kept() -> None:
+    decisions = run(stuffing_only(), [*failures(ATTACKER, 10), success(60, " Kim@Example.ORG")])
+    suspend = next(
+        d for d in decisions if isinstance(d, Command) and d.rule == "credential_stuffing"
+    )
+    assert suspend.subject == "kim@example.org"
+    alert = next(d for d in decisions if isinstance(d, Alert) and d.rule == "credential_stuffing")
+    assert alert.to_dict()["user"] == {"name": "kim@example.org"}
+    assert alert.to_dict()["mailwarden"]["logged_user"] == " Kim@Example.ORG"

@@ -12,7 +12,7 @@ from models.detector import Detector, UnknownScope
 from models.events import Event
 from models.policy import Policy, StateSettings
 from models.rules import Decision
-from tests.unit.rules.kit import SIGNING_KEY, fixture_events, make_event, run
+from tests.unit.rules.kit import SIGNING_KEY, fixture_events, fixture_policy, make_event, run
 
 FIXTURES = ("smtp_burst", "password_spray", "brute_force", "bounce_storm")
 
@@ -124,3 +124,68 @@ def test_a_million_keys_policy_is_honoured_at_small_scale() -> None:
     stats = detector.stats()
     assert all(rule.keys <= 500 for rule in stats.rules.values())
     assert stats.rules["brute_force"].evicted + stats.rules["brute_force"].keys == 20_000
+
+
+ALL_FIXTURES = (
+    *FIXTURES,
+    "credential_stuffing",
+    "login_ip_spread",
+    "insecure_auth",
+    "prefix_spray",
+    "recipient_fanout",
+    "outbound_volume",
+    "brute_force_pair",
+)
+
+
+def test_every_store_survives_export_and_import_mid_stream() -> None:
+    """Split anywhere, restore every touched key, and the future decisions are the same."""
+    policy = fixture_policy("brute_force_pair")  # every rule on, the pair block too
+    streams = [fixture_events(name) for name in ALL_FIXTURES]
+    events = list(heapq.merge(*streams, key=lambda event: event.epoch))
+    for split in range(0, len(events), 197):
+        before, after = events[:split], events[split:]
+        original = Detector(policy, SIGNING_KEY)
+        run(original, before)
+        restored = Detector(policy, SIGNING_KEY)
+        for scope, key in original.keys_touched():
+            state = original.export_state(scope, key)
+            if state is not None:
+                restored.import_state(scope, key, orjson.loads(orjson.dumps(state)))
+        assert as_json(run(restored, after)) == as_json(run(original, after))
+
+
+def test_account_keys_are_normalized_everywhere() -> None:
+    detector = Detector(Policy(), SIGNING_KEY)
+    event = make_event(
+        0, "auth", outcome="failure", user=" Dave@Example.ORG", client_ip="203.0.113.4"
+    )
+    detector.process(event)
+    assert ("account", "dave@example.org") in detector.keys_touched()
+    state = detector.export_state("account", "DAVE@example.org")
+    assert state is not None and "brute_force" in state
+    assert detector.state_key("account", " Dave@Example.ORG") == "dave@example.org"
+    assert detector.state_key("ip", "203.0.113.4") == "203.0.113.4"
+    assert detector.state_keys(event) == [
+        ("account", "dave@example.org"),
+        ("ip", "203.0.113.4"),
+        ("ip", "203.0.113.0/24"),
+        ("ip", "dave@example.org"),
+    ]
+    assert Detector(Policy(), SIGNING_KEY, scopes={"account"}).state_keys(event) == [
+        ("account", "dave@example.org")
+    ]
+
+
+def test_store_names_and_counters_are_reported() -> None:
+    detector = Detector(Policy(), SIGNING_KEY)
+    run(
+        detector,
+        [make_event(0, "auth", outcome="failure", user="a@example.org", client_ip="203.0.113.4")],
+    )
+    stats = detector.stats()
+    assert stats.stores["ip:auth_by_ip:600/10"].keys == 1
+    assert stats.stores["ip:auth_by_prefix:600/10"].keys == 1
+    assert stats.stores["account:brute_force"].events == 1
+    # Spraying and stuffing read one store: one key, counted once.
+    assert stats.rules["password_spray"].keys == stats.rules["credential_stuffing"].keys == 1

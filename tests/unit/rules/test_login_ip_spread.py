@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from models.alerts import Alert
+from models.commands import Command
 from models.detector import Detector
 from models.events import Event
 from models.policy import Policy
@@ -50,3 +53,24 @@ def test_failed_logins_do_not_count() -> None:
 
 def test_addresses_spread_over_hours_are_not_counted_together() -> None:
     assert run(Detector(Policy(), SIGNING_KEY), logins("m@example.org", 20, gap=400)) == []
+
+
+def test_eight_networks_are_enough_where_ten_addresses_are_not_reached() -> None:
+    events = [
+        make_event(i * 60, "auth", outcome="success", user="m@example.org", client_ip=f"10.{i}.0.1")
+        for i in range(8)
+    ]
+    (alert,) = run(Detector(Policy(), SIGNING_KEY), events)
+    assert isinstance(alert, Alert)
+    evidence = alert.to_dict()["mailwarden"]
+    assert evidence["trigger"] == "distinct_prefixes"
+    assert evidence["distinct"]["source_prefixes"]["sample"][:2] == ["10.0.0.0/24", "10.1.0.0/24"]
+
+
+def test_suspend_login_when_configured() -> None:
+    spread = replace(Policy().rules.login_ip_spread, action="suspend_login")
+    policy = replace(Policy(), rules=replace(Policy().rules, login_ip_spread=spread))
+    decisions = run(Detector(policy, SIGNING_KEY), logins("m@example.org", 10))
+    command, alert = decisions
+    assert isinstance(command, Command) and isinstance(alert, Alert)
+    assert (command.action, command.subject) == ("suspend_login", "m@example.org")
