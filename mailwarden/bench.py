@@ -39,6 +39,7 @@ from typing import Any
 import click
 import orjson
 
+from mailwarden.bench_system import broker_bench, pipeline_bench, policy_bench, replay_bench
 from mailwarden.loggen import START, Truth, pathological_lines, write_log
 from models.events import Origin
 
@@ -222,6 +223,10 @@ def render(measurements: list[Measurement], truth: Truth) -> str:
 @click.group("bench")
 def bench_group() -> None:
     """Throughput benchmarks (generated data; nothing leaves this machine)."""
+
+
+for _command in (broker_bench, pipeline_bench, policy_bench, replay_bench):
+    bench_group.add_command(_command)
 
 
 @bench_group.command("parse")
