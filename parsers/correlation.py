@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -34,7 +34,7 @@ class BoundedMap(Generic[K, V]):
     __slots__ = ("_entries", "_max_size", "_ttl", "_writes")
 
     # every this many writes, expired entries are retired from the old end
-    SWEEP_EVERY = 64
+    SWEEP_EVERY: Final = 64
 
     def __init__(self, max_size: int, ttl: float) -> None:
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
@@ -166,10 +166,10 @@ class FailedAttempts:
     lines: those never carry a session.
     """
 
-    SMTPD = "smtpd"
-    DOVECOT = "dovecot"
-    PAM = "pam"
-    CYRUS = "cyrus"
+    SMTPD: Final = "smtpd"
+    DOVECOT: Final = "dovecot"
+    PAM: Final = "pam"
+    CYRUS: Final = "cyrus"
 
     def __init__(self, max_addresses: int = 100_000, per_address: int = 32) -> None:
         self._by_ip: BoundedMap[str, deque[_Attempt]] = BoundedMap(max_addresses, ECHO_WINDOW * 6)

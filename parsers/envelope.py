@@ -48,6 +48,9 @@ _ONE_DAY = 86400.0
 _TAI64_BASE = 2**62
 _TAI64_OFFSET = 10
 _STAMP_CACHE_LIMIT = 4096
+# what datetime can show: 0001-01-01T00:00:00Z up to the end of 9999
+_FIRST_EPOCH = -62135596800.0
+_LAST_EPOCH = 253402300799.0  # the last whole second of 9999
 
 
 class EnvelopeError(ValueError):
@@ -168,18 +171,18 @@ class EnvelopeReader:
     def _remember(self, stamp: str, epoch: float) -> tuple[float, str]:
         if len(self._stamp_cache) >= _STAMP_CACHE_LIMIT:
             self._stamp_cache.clear()
-        entry = (epoch, iso_utc(epoch))
+        entry = (epoch, _iso_text(epoch))
         self._stamp_cache[stamp] = entry
         return entry
 
     def _utc_text(self, epoch: float) -> str:
         """``iso_utc(epoch)``; for a whole second, from the cached text of its minute."""
         if not epoch.is_integer():
-            return iso_utc(epoch)
+            return _iso_text(epoch)
         minute_start = epoch - epoch % 60
         prefix = self._utc_minutes.get(minute_start)
         if prefix is None:
-            prefix = iso_utc(minute_start)[:-8]  # drop "00+00:00"
+            prefix = _iso_text(minute_start)[:-8]  # drop "00+00:00"
             if len(self._utc_minutes) >= _STAMP_CACHE_LIMIT:
                 self._utc_minutes.clear()
             self._utc_minutes[minute_start] = prefix
@@ -327,7 +330,7 @@ class EnvelopeReader:
         if message.startswith("\ufeff"):
             message = message[1:]
         return LineContext(
-            iso_utc(epoch),
+            _iso_text(epoch),
             epoch,
             self._host or (None if host == "-" else host),
             origin,
@@ -346,7 +349,7 @@ class EnvelopeReader:
         except ValueError as exc:
             raise EnvelopeError("bad TAI64N label") from exc
         epoch = seconds + nanos / 1e9
-        return self._tagged(line, 26, (epoch, iso_utc(epoch)), origin)
+        return self._tagged(line, 26, (epoch, _iso_text(epoch)), origin)
 
     def _journal(self, line: str, origin: Origin) -> LineContext:
         try:
@@ -371,7 +374,7 @@ class EnvelopeReader:
         program = record.get("SYSLOG_IDENTIFIER") or record.get("_COMM") or ""
         pid = record.get("SYSLOG_PID") or record.get("_PID")
         return LineContext(
-            iso_utc(epoch),
+            _iso_text(epoch),
             epoch,
             self._host or (host if isinstance(host, str) else None),
             origin,
@@ -428,6 +431,13 @@ class EnvelopeReader:
                 self._tag_heads.clear()
             self._tag_heads[head] = known
         return known[0], known[1], pid
+
+
+def _iso_text(epoch: float) -> str:
+    """``iso_utc(epoch)``; an instant outside the years 1 to 9999 is an envelope error."""
+    if not _FIRST_EPOCH <= epoch <= _LAST_EPOCH:
+        raise EnvelopeError("timestamp out of range")
+    return iso_utc(epoch)
 
 
 def _split_tag(tag: str) -> tuple[str | None, str, str | None]:

@@ -178,3 +178,23 @@ def test_errors(line: str, reason: str) -> None:
 def test_unknown_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         EnvelopeReader(timezone="Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "@400001004c91b044077a9e94 dovecot: auth: x",  # ~ year 36852
+        "@440000004c91b044077a9e94 dovecot: auth: x",  # 2**58 s
+        '{"__REALTIME_TIMESTAMP": "99999999999999999999", "MESSAGE": "m"}',
+        "<34>1 9999-12-31T23:59:59-01:00 mail app - - - m",  # UTC year 10000
+    ],
+)
+def test_instants_datetime_cannot_show_are_envelope_errors(line: str) -> None:
+    with pytest.raises(EnvelopeError, match="timestamp out of range"):
+        EnvelopeReader().read(line, ORIGIN)
+
+
+def test_the_first_and_last_second_datetime_can_show_are_read() -> None:
+    first = EnvelopeReader().read("<34>1 0001-01-01T00:00:00Z mail app - - - m", ORIGIN)
+    last = EnvelopeReader().read("<34>1 9999-12-31T23:59:59Z mail app - - - m", ORIGIN)
+    assert (first.ts, last.ts) == ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00")
