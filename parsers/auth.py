@@ -24,6 +24,8 @@
 
 from __future__ import annotations
 
+import re
+
 from models.events import Outcome
 from parsers.correlation import FailedAttempts, HostState
 from parsers.fields import normalize_ip
@@ -42,6 +44,11 @@ PAM_MAIL_SERVICES = {
     "sieve": "sieve",
     "managesieve": "sieve",
 }
+# Services that set PAM_RUSER to the client's login name, as they set PAM_USER.
+_CLIENT_RUSER_SERVICES = frozenset(
+    {*PAM_MAIL_SERVICES, "vsftpd", "proftpd", "pure-ftpd", "ftp", "ftpd"}
+)
+_SPACES = re.compile(" *")
 _CYRUS_PROTOCOLS = {
     "imap": "imap",
     "imaps": "imap",
@@ -94,7 +101,7 @@ class AuthLogParser:
         if marker < 0:
             return ignored("pam_other")
         fields = message[marker + 24 :]
-        rhost, user = _pam_rhost_user(fields)
+        rhost, user = pam_rhost_and_user(fields, service)
         ip = normalize_ip(rhost) if rhost else None
         canonical = True
         if ip is not None:
@@ -230,30 +237,73 @@ def _pam_service(message: str, program: str) -> str | None:
     return program or None
 
 
-def _pam_rhost_user(fields: str) -> tuple[str | None, str | None]:
+def pam_rhost_and_user(fields: str, service: str | None) -> tuple[str | None, str | None]:
     """Read ``rhost`` and ``user`` (falling back to ``ruser``) from pam_unix's field list.
 
-    pam_unix writes ``... ruser=%s rhost=%s  user=%s``: the real ``rhost=`` is
-    the first one followed by the end of the line or by `` user=``.
+    pam_unix writes ``... ruser=R rhost=H  user=U``, or ``ruser=R rhost=H`` when
+    PAM has no user (and before Linux-PAM 1.0). H is one token; R and U may be
+    client words, so a crafted name can add readings: a `` rhost=`` whose token
+    is followed by the end of the line or by ``user=``. Which one is real
+    depends on who fills R:
+
+    - mail and FTP daemons set R to the client's login name, which is also U:
+      the real reading is the one with R == U; without a user field only R is
+      the client's, so the real reading is the one at the end of the line;
+    - elsewhere (sshd, sudo, unknown services) R is empty or a local account
+      and only U is the client's, after the real field: the first reading.
+
+    One left-to-right pass: the cost is linear in the line, whatever R and U hold.
     """
-    position = fields.find(" rhost=")
+    ruser_at = fields.find("ruser=")
+    ruser_start = ruser_at + 6 if ruser_at >= 0 else -1
+    mirrored = ruser_at >= 0 and service in _CLIENT_RUSER_SERVICES
+    end = len(fields)
+    first: tuple[int, int, int] | None = None
+    last_at_end: tuple[int, int, int] | None = None
+    position = fields.find(" rhost=", max(ruser_start - 1, 0))
     while position >= 0:
-        value_start = position + 7
-        value_end = fields.find(" ", value_start)
+        value_end = fields.find(" ", position + 7)
         if value_end < 0:
-            value_end = len(fields)
-        after = fields[value_end:]
-        stripped = after.lstrip(" ")
-        if not stripped or stripped.startswith("user="):
-            rhost = fields[value_start:value_end] or None
-            user = stripped[5:].strip() if stripped else ""
-            if not user:
-                ruser_at = fields.find("ruser=")
-                ruser = fields[ruser_at + 6 : position] if 0 <= ruser_at < position else ""
-                user = ruser.strip()
-            return rhost, user or None
+            value_end = end
+        follower = _after_spaces(fields, value_end)
+        if follower == end:
+            last_at_end = (position, value_end, end)
+            if first is None:
+                first = last_at_end
+        elif fields.startswith("user=", follower):
+            user_start = follower + 5
+            if first is None:
+                first = (position, value_end, user_start)
+            # R == U needs equal lengths, and position + user_start grows with every
+            # reading: at most one reading gets to the string comparison
+            if (
+                mirrored
+                and position - ruser_start == end - user_start
+                and fields[ruser_start:position] == fields[user_start:]
+            ):
+                return _pam_reading(fields, ruser_start, position, value_end, user_start)
         position = fields.find(" rhost=", value_end)
-    return None, None
+    reading = last_at_end if mirrored and last_at_end is not None else first
+    if reading is None:
+        return None, None
+    return _pam_reading(fields, ruser_start, *reading)
+
+
+def _after_spaces(text: str, at: int) -> int:
+    """The index of the first character at or after ``at`` that is not a space."""
+    match = _SPACES.match(text, at)
+    return match.end() if match is not None else at
+
+
+def _pam_reading(
+    fields: str, ruser_start: int, position: int, value_end: int, user_start: int
+) -> tuple[str | None, str | None]:
+    """(rhost, user) of the reading whose `` rhost=`` is at ``position``."""
+    rhost = fields[position + 7 : value_end] or None
+    user = fields[user_start:].strip()
+    if not user and 0 <= ruser_start <= position:
+        user = fields[ruser_start:position].strip()
+    return rhost, user or None
 
 
 def _bracketed(text: str, opening: str, closing: str) -> str | None:

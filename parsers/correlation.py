@@ -98,6 +98,8 @@ class SmtpdSession:
     user: str | None = None
     auth_reported: bool = False
     failures: int = 0
+    # the account of this connection's last SASL failure that named one
+    failed_user: str | None = None
     hold_pending: bool = False
 
     @property
@@ -138,6 +140,9 @@ class _Attempt:
     sources: set[str]
     in_login_session: bool
     summarized: bool = False
+    # joined by a Postfix SASL line that named no account: a guess, which a
+    # named line may take back (see FailedAttempts.record)
+    smtpd_guessed: bool = False
 
 
 def same_account(first: str | None, second: str | None) -> bool:
@@ -164,6 +169,14 @@ class FailedAttempts:
     whichever daemon's line comes first. Dovecot lines of an IMAP/POP3 login
     session (they carry ``<session>``) are never joined with Postfix SASL
     lines: those never carry a session.
+
+    A Postfix line without an account (``SASL LOGIN authentication failed:
+    UGFzc3dvcmQ6``) fits the record of any account, and two connections from
+    one address may be waiting at once. It joins, in order of preference, a
+    record of the account its smtpd connection failed with before
+    (``session_user``), else the oldest that fits. When a named Postfix line
+    later finds its own record taken by such a guess, the guess moves to
+    another record that fits it, so each line still pairs with one record.
     """
 
     SMTPD: Final = "smtpd"
@@ -176,32 +189,103 @@ class FailedAttempts:
         self._per_address = per_address
 
     def record(
-        self, ip: str, user: str | None, source: str, epoch: float, in_login_session: bool
+        self,
+        ip: str,
+        user: str | None,
+        source: str,
+        epoch: float,
+        in_login_session: bool,
+        session_user: str | None = None,
     ) -> tuple[bool, frozenset[str]]:
         """Record one failure.
 
         Returns whether it is a new attempt (False: it echoes one already
         counted) and which programs had already logged that attempt.
+        ``session_user`` is the account a user-less line's connection named
+        before, if any.
         """
         attempts = self._by_ip.touch(ip, epoch)
         if attempts is None:
             attempts = deque(maxlen=self._per_address)
             self._by_ip.put(ip, attempts, epoch)
+        hint = session_user if user is None else None
+        fallback: _Attempt | None = None
         for attempt in attempts:
-            if (
-                source not in attempt.sources
-                and abs(epoch - attempt.epoch) <= ECHO_WINDOW
-                and same_account(user, attempt.user)
-                and not (source == self.SMTPD and attempt.in_login_session)
-                and not (in_login_session and self.SMTPD in attempt.sources)
-            ):
-                earlier = frozenset(attempt.sources)
-                attempt.sources.add(source)
-                if attempt.user is None:
-                    attempt.user = user
-                return False, earlier
-        attempts.append(_Attempt(epoch, user, {source}, in_login_session))
+            if self._pairs(attempt, user, source, epoch, in_login_session):
+                if hint is None or (attempt.user is not None and same_account(hint, attempt.user)):
+                    return False, self._join(attempt, user, source)
+                if fallback is None:
+                    fallback = attempt
+        if fallback is not None:
+            return False, self._join(fallback, user, source)
+        if source == self.SMTPD and user is not None:
+            taken_back = self._take_back(attempts, user, epoch)
+            if taken_back is not None:
+                return False, taken_back
+        attempts.append(
+            _Attempt(
+                epoch,
+                user,
+                {source},
+                in_login_session,
+                smtpd_guessed=source == self.SMTPD and user is None,
+            )
+        )
         return True, frozenset()
+
+    def _pairs(
+        self,
+        attempt: _Attempt,
+        user: str | None,
+        source: str,
+        epoch: float,
+        in_login_session: bool,
+    ) -> bool:
+        """Can a failure of ``source`` be another record of ``attempt``?"""
+        return (
+            source not in attempt.sources
+            and abs(epoch - attempt.epoch) <= ECHO_WINDOW
+            and same_account(user, attempt.user)
+            and not (source == self.SMTPD and attempt.in_login_session)
+            and not (in_login_session and self.SMTPD in attempt.sources)
+        )
+
+    def _join(self, attempt: _Attempt, user: str | None, source: str) -> frozenset[str]:
+        earlier = frozenset(attempt.sources)
+        attempt.sources.add(source)
+        if attempt.user is None:
+            attempt.user = user
+        if source == self.SMTPD and user is None:
+            attempt.smtpd_guessed = True
+        return earlier
+
+    def _take_back(
+        self, attempts: deque[_Attempt], user: str, epoch: float
+    ) -> frozenset[str] | None:
+        """Pair a named Postfix line with its record that a user-less line took by guess.
+
+        The guess moves to another record that fits a line without an account;
+        returns the programs that had logged the attempt, or None when no
+        record can move.
+        """
+        taken = free = None
+        for attempt in attempts:
+            if abs(epoch - attempt.epoch) > ECHO_WINDOW:
+                continue
+            if (
+                taken is None
+                and attempt.smtpd_guessed
+                and attempt.user is not None
+                and same_account(user, attempt.user)
+            ):
+                taken = attempt
+            elif free is None and self._pairs(attempt, None, self.SMTPD, epoch, False):
+                free = attempt
+        if taken is None or free is None:
+            return None
+        self._join(free, None, self.SMTPD)
+        taken.smtpd_guessed = False
+        return frozenset(taken.sources - {self.SMTPD})
 
     def claim_for_summary(
         self, ip: str, user: str | None, since: float, until: float, most: int

@@ -137,6 +137,18 @@ class LoginFields:
     session: str | None = None
     tls: str | None = None
     encrypted: bool = False
+    # rip == lip or login_trusted_networks: Dovecot trusts the channel, but it is not TLS
+    secured: bool = False
+
+    @property
+    def extra(self) -> dict[str, bool]:
+        """What the events of the line add beyond ``tls``."""
+        extra = {}
+        if self.tls is None and self.encrypted:
+            extra["encrypted"] = True
+        if self.secured:
+            extra["secured"] = True
+        return extra
 
 
 def parse_login_fields(tail: str) -> LoginFields:
@@ -170,6 +182,8 @@ def parse_login_fields(tail: str) -> LoginFields:
             fields.mpid = item[5:]
         elif head == "sess" and item.startswith("session=<") and item.endswith(">"):
             fields.session = item[9:-1]
+        elif head == "secu" and item == "secured":
+            fields.secured = True
         elif head[:3] == "TLS" or head[:3] == "SSL":
             if item == "TLS" or item.startswith("TLS: "):
                 fields.encrypted = True
@@ -343,6 +357,7 @@ class DovecotParser:
                     tls=fields.tls,
                     session=fields.session,
                     detail=head,
+                    extra=fields.extra,
                 )
             ]
         )
@@ -371,7 +386,7 @@ class DovecotParser:
                     tls=fields.tls,
                     mech=fields.method,
                     session=fields.session,
-                    extra={"encrypted": True} if fields.tls is None and fields.encrypted else {},
+                    extra=fields.extra,
                 )
             ]
         )
@@ -413,6 +428,7 @@ class DovecotParser:
                     session=fields.session,
                     attempts=attempts if echo else attempts - seen,
                     detail=head,
+                    extra=fields.extra,
                 )
             ]
         )
@@ -438,6 +454,7 @@ class DovecotParser:
                     session=fields.session,
                     attempts=1,
                     detail=head,
+                    extra=fields.extra,
                 )
             ]
         )

@@ -447,13 +447,22 @@ class PostfixParser:
             )
         session = self._session_for(ctx, ip)
         tls = None
+        session_user = None
         if session is not None:
             session.failures += 1
             tls = session.tls_state
+            if user is not None:
+                session.failed_user = user
+            session_user = session.failed_user
         canonical = True
         if ip is not None:
             canonical, _others = self._state.failures.record(
-                ip, user, FailedAttempts.SMTPD, ctx.epoch, in_login_session=False
+                ip,
+                user,
+                FailedAttempts.SMTPD,
+                ctx.epoch,
+                in_login_session=False,
+                session_user=session_user,
             )
         return ParseResult(
             [

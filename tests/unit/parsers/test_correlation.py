@@ -196,6 +196,99 @@ SESSION = [
 ]
 
 
+# Two brute-force connections from one address at once (F6, from the bench log):
+# smtps[32609] tries test@example.org with PLAIN (the account is logged), smtpd[32610]
+# office@mail.example.com with LOGIN (no account logged).
+F6_IP = "176.116.169.81"
+F6_LINES = (
+    f"Nov 27 11:47:10 mx postfix/smtps/smtpd[32609]: connect from unknown[{F6_IP}]",
+    f"Nov 27 11:47:10 mx postfix/smtpd[32610]: connect from unknown[{F6_IP}]",
+    f"Nov 27 11:47:16 mx dovecot: auth: passwd-file(test@example.org,{F6_IP}): Password mismatch",
+    "Nov 27 11:47:16 mx dovecot: auth: passwd-file(office@mail.example.com,"
+    f"{F6_IP}): Password mismatch",
+    f"Nov 27 11:47:18 mx postfix/smtpd[32610]: warning: unknown[{F6_IP}]: "
+    "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+    f"Nov 27 11:47:18 mx postfix/smtps/smtpd[32609]: warning: unknown[{F6_IP}]: "
+    "SASL PLAIN authentication failed: (reason unavailable), sasl_username=test@example.org",
+)
+
+
+def test_userless_postfix_line_leaves_the_named_line_its_record() -> None:
+    results = feed(LogParser(year=2026), *F6_LINES)
+    failures = [e for events in results for e in events if e.outcome == "failure"]
+    assert [(e.source, e.kind) for e in failures] == [
+        ("dovecot", "auth"),
+        ("dovecot", "auth"),
+        ("postfix", "auth_echo"),
+        ("postfix", "auth_echo"),
+    ]
+
+
+def test_named_line_first_then_userless_line_still_counts_two() -> None:
+    connects, passdb, (userless, named) = F6_LINES[:2], F6_LINES[2:4], F6_LINES[4:]
+    results = feed(LogParser(year=2026), *connects, *passdb, named, userless)
+    counted = [e for events in results for e in events if e.kind == "auth"]
+    assert [e.source for e in counted] == ["dovecot", "dovecot"]
+
+
+def test_a_third_postfix_line_is_still_a_new_attempt() -> None:
+    """Moving a guess never makes two Postfix lines share one Dovecot record."""
+    extra = (
+        f"Nov 27 11:47:19 mx postfix/smtpd[32610]: warning: unknown[{F6_IP}]: "
+        "SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+    )
+    results = feed(LogParser(year=2026), *F6_LINES, extra)
+    counted = [e for events in results for e in events if e.kind == "auth"]
+    assert [e.source for e in counted] == ["dovecot", "dovecot", "postfix"]
+
+
+def test_userless_line_prefers_the_account_its_connection_named() -> None:
+    attempts = FailedAttempts()
+    ip = "192.0.2.9"
+    assert attempts.record(ip, "b@x", FailedAttempts.DOVECOT, 0.0, False)[0]
+    assert attempts.record(ip, "a@x", FailedAttempts.DOVECOT, 0.0, False)[0]
+    canonical, earlier = attempts.record(
+        ip, None, FailedAttempts.SMTPD, 1.0, False, session_user="a@x"
+    )
+    assert (canonical, earlier) == (False, frozenset({FailedAttempts.DOVECOT}))
+    # b@x's record is still free (a summary could claim it); a@x's is paired
+    assert attempts.claim_for_summary(ip, "b@x", 0.0, 1.0, 5) == 1
+    assert attempts.claim_for_summary(ip, "a@x", 0.0, 1.0, 5) == 0
+
+
+def test_userless_line_without_a_hint_takes_the_oldest_record() -> None:
+    attempts = FailedAttempts()
+    ip = "192.0.2.9"
+    attempts.record(ip, "b@x", FailedAttempts.DOVECOT, 0.0, False)
+    attempts.record(ip, "a@x", FailedAttempts.DOVECOT, 0.0, False)
+    assert attempts.record(ip, None, FailedAttempts.SMTPD, 1.0, False)[0] is False
+    assert attempts.claim_for_summary(ip, "b@x", 0.0, 1.0, 5) == 0
+    assert attempts.claim_for_summary(ip, "a@x", 0.0, 1.0, 5) == 1
+
+
+def test_session_remembers_the_account_of_its_named_failures() -> None:
+    ip = "192.0.2.11"
+    parser = LogParser(year=2026)
+    feed(
+        parser,
+        f"Nov 27 11:00:00 mx postfix/smtpd[1]: connect from unknown[{ip}]",
+        f"Nov 27 11:00:01 mx dovecot: auth: passwd-file(a@x,{ip}): Password mismatch",
+        f"Nov 27 11:00:02 mx postfix/smtpd[1]: warning: unknown[{ip}]: "
+        "SASL PLAIN authentication failed: (reason unavailable), sasl_username=a@x",
+        f"Nov 27 11:00:03 mx dovecot: auth: passwd-file(b@x,{ip}): Password mismatch",
+        f"Nov 27 11:00:03 mx dovecot: auth: passwd-file(a@x,{ip}): Password mismatch",
+        f"Nov 27 11:00:04 mx postfix/smtpd[1]: warning: unknown[{ip}]: "
+        "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+    )
+    # the user-less line of connection 1 paired with a@x; b@x's record is free
+    summary = (
+        "Nov 27 11:00:05 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 "
+        f"secs): user=<b@x>, method=PLAIN, rip={ip}, lip=192.0.2.1, session=<S9>"
+    )
+    [event] = feed(parser, summary)[0]
+    assert (event.kind, event.attempts) == ("auth_echo", 1)
+
+
 def test_one_auth_success_per_session_with_its_tls_version() -> None:
     events = feed(LogParser(year=2026), *SESSION)
     successes = [e for per_line in events for e in per_line if e.kind == "auth"]

@@ -118,15 +118,6 @@ def test_reject_helo_and_addresses_cannot_move_the_client() -> None:
     assert (event.kind, event.client_ip, event.user) == ("reject", "192.0.2.22", None)
 
 
-def test_pam_ruser_and_user_cannot_move_rhost() -> None:
-    event = the_failure(
-        "Mar  3 10:00:00 mail dovecot-auth: pam_unix(dovecot:auth): authentication failure; "
-        "logname= uid=0 euid=0 tty=dovecot ruser=x rhost=6.6.6.6 rhost=192.0.2.23  "
-        "user=y rhost=7.7.7.7"
-    )
-    assert event.client_ip == "192.0.2.23"
-
-
 def test_pam_rhost_hostname_gives_no_address() -> None:
     event = the_failure(
         "Mar  3 10:00:00 mail dovecot-auth: pam_unix(dovecot:auth): authentication failure; "
