@@ -17,8 +17,9 @@ once (:class:`WindowSpec`):
     distinct counts must therefore stay at or below the cap (the policy
     checks this). The values still in the window, the longest unseen first
     (a value moves to the end when it is seen in a later bucket), are the
-    evidence sample of alerts; that order also makes the value to drop at
-    saturation the first one, in the usual case.
+    evidence sample of alerts. At saturation the value to drop is found by
+    one scan of the packed integers (C speed; they order by bucket), and is
+    nearly always the first.
 
     Each value also carries a *tally*, how many events brought it since it
     last entered the window (weakforced's ``countmin``, exact here). A value
@@ -58,7 +59,8 @@ the store forget keys early. Parsers are expected to refuse absurd stamps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -70,6 +72,12 @@ VALUE_CHARS = 256
 # A distinct value maps to ``last bucket << TALLY_BITS | tally``.
 TALLY_BITS = 24
 TALLY_MAX = (1 << TALLY_BITS) - 1
+# Shared by every key of a store without count fields: empty, never written.
+_NO_COUNTS: array[int] = array("I")
+# The values of one distinct field: a dict, or a (value, packed) tuple for one value.
+Values = dict[str, int] | tuple[str, int]
+# Shared by every distinct field that has no value; replaced on the first.
+_NO_VALUES: dict[str, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +112,23 @@ class WindowSpec:
 class KeyWindow:
     """The state of one key. Small on purpose: there may be a million of them.
 
-    ``counts`` is a ring of ``buckets`` rows of ``len(spec.counts)`` integers,
-    row ``b % buckets`` holding absolute bucket ``b``; ``head`` is the newest
+    ``counts`` is a ring of ``buckets`` rows of ``len(spec.counts)`` unsigned
+    32-bit integers (an ``array``: half the size of a list), row
+    ``b % buckets`` holding absolute bucket ``b``; ``head`` is the newest
     bucket. ``distinct[i]`` maps the values of distinct field ``i`` to their
-    tally and the last bucket they were seen in, packed in one integer (None
-    when the spec has no distinct field).
+    last bucket and tally, packed in one integer (None when the spec has no
+    distinct field). Most fields of most keys hold no value or one (the one
+    IP of an account, the one account of an IP), and a dict costs 184 bytes
+    however small, so a field without values shares one empty dict and a
+    field with one value is a ``(value, packed)`` tuple (56 bytes); it
+    becomes a dict at the second value.
     ``times`` holds up to ``spec.times`` event times the rule chose to note as
     evidence (see :meth:`WindowStore.note_time`); None until the first.
     """
 
     __slots__ = ("counts", "distinct", "head", "quiet_until", "times")
 
-    def __init__(self, head: int, counts: list[int], distinct: list[dict[str, int]] | None) -> None:
+    def __init__(self, head: int, counts: array[int], distinct: list[Values] | None) -> None:
         self.head = head
         self.counts = counts
         self.distinct = distinct
@@ -153,6 +166,9 @@ class WindowStore:
         self._clock = float("-inf")
         self._next_sweep = float("-inf")
         self._evict_batch = max(1, max_keys // 100)
+        self._first_sight_bucket = -1
+        self._first_sight = 1
+        self._zeros = array("I", bytes(4 * spec.buckets * self._fields))
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -235,7 +251,23 @@ class WindowStore:
 
     def distinct_count(self, window: KeyWindow, field: int) -> int:
         """How many distinct values of field ``field`` are in the window (saturates at the cap)."""
-        return len(window.distinct[field]) if window.distinct else 0
+        return _size(window.distinct[field]) if window.distinct else 0
+
+    def holds_fresh(self, key: str, epoch: float, field: int, value: str) -> bool:
+        """Whether ``value`` was already seen for ``key`` in the bucket of ``epoch``, the newest.
+
+        A store whose rules only read distinct counts gains nothing from the
+        event then, and a caller may skip it (repeated logins of one account
+        from one address are most of the traffic).
+        """
+        window = self._keys.get(key)
+        if window is None or window.distinct is None:
+            return False
+        bucket = int(epoch // self._bucket_seconds)
+        if bucket != window.head:
+            return False
+        packed = _lookup(window.distinct[field], value[:VALUE_CHARS])
+        return packed is not None and packed >> TALLY_BITS == bucket
 
     def live_distinct_count(self, window: KeyWindow, field: int, epoch: float) -> int:
         """The distinct count of the window that ends at ``epoch`` (or at the key's newest event).
@@ -250,10 +282,9 @@ class WindowStore:
         seen = distinct[field]
         bucket = self.spec.bucket_of(epoch)
         if bucket <= window.head:
-            return len(seen)
-        oldest_live = bucket - self.spec.buckets
-        first_live = (oldest_live + 1) << TALLY_BITS
-        return sum(1 for packed in seen.values() if packed >= first_live)
+            return _size(seen)
+        first_live = (bucket - self.spec.buckets + 1) << TALLY_BITS
+        return sum(1 for _, packed in _entries(seen) if packed >= first_live)
 
     def has_value(
         self, window: KeyWindow, field: int, value: str, epoch: float | None = None
@@ -267,7 +298,7 @@ class WindowStore:
         distinct = window.distinct
         if distinct is None:
             return False
-        packed = distinct[field].get(value[:VALUE_CHARS])
+        packed = _lookup(distinct[field], value[:VALUE_CHARS])
         if packed is None:
             return False
         if epoch is None:
@@ -279,20 +310,33 @@ class WindowStore:
         distinct = window.distinct
         if distinct is None:
             return 0
-        return distinct[field].get(value[:VALUE_CHARS], 0) & TALLY_MAX
+        return (_lookup(distinct[field], value[:VALUE_CHARS]) or 0) & TALLY_MAX
 
     def top_tallies(self, window: KeyWindow, field: int, limit: int = 5) -> list[tuple[str, int]]:
         """The ``limit`` values of field ``field`` with the highest tallies, highest first."""
         if not window.distinct:
             return []
         ranked = sorted(
-            window.distinct[field].items(), key=lambda item: (-(item[1] & TALLY_MAX), item[0])
+            _entries(window.distinct[field]), key=lambda item: (-(item[1] & TALLY_MAX), item[0])
         )
         return [(value, packed & TALLY_MAX) for value, packed in ranked[:limit]]
 
     def samples(self, window: KeyWindow, field: int, limit: int = 10) -> list[str]:
         """The first ``limit`` values of distinct field ``field`` still in the window."""
-        return list(islice(window.distinct[field], limit)) if window.distinct else []
+        if not window.distinct:
+            return []
+        return [value for value, _ in islice(_entries(window.distinct[field]), limit)]
+
+    def values_without(self, window: KeyWindow, field: int, other: int) -> list[str]:
+        """The values of distinct field ``field`` that are not among those of field ``other``."""
+        if not window.distinct:
+            return []
+        excluded = window.distinct[other]
+        return [
+            value
+            for value, _ in _entries(window.distinct[field])
+            if _lookup(excluded, value) is None
+        ]
 
     def window_start(self, window: KeyWindow) -> float:
         """Event time at which the oldest bucket of the window begins."""
@@ -336,71 +380,88 @@ class WindowStore:
 
     def _new_window(self, head: int) -> KeyWindow:
         distincts = len(self.spec.distincts)
-        distinct: list[dict[str, int]] | None = None
-        if distincts == 1:
-            distinct = [{}]
-        elif distincts:
-            distinct = [{} for _ in range(distincts)]
-        return KeyWindow(head, [0] * (self.spec.buckets * self._fields), distinct)
+        distinct: list[Values] | None = None
+        if distincts:
+            distinct = [_NO_VALUES] * distincts
+        return KeyWindow(head, self._zeros[:] if self._fields else _NO_COUNTS, distinct)
 
     def _advance(self, window: KeyWindow, bucket: int) -> None:
         spec = self.spec
         fields = self._fields
         ring = window.counts
         if bucket - window.head >= spec.buckets:
-            for index in range(len(ring)):
-                ring[index] = 0
+            ring[:] = self._zeros
         else:
             for passed in range(window.head + 1, bucket + 1):
                 row = (passed % spec.buckets) * fields
                 for index in range(row, row + fields):
                     ring[index] = 0
         window.head = bucket
-        if window.distinct:
+        distinct = window.distinct
+        if distinct:
             first_live = (bucket - spec.buckets + 1) << TALLY_BITS
-            for seen in window.distinct:
+            for field, seen in enumerate(distinct):
+                if isinstance(seen, tuple):
+                    if seen[1] < first_live:
+                        distinct[field] = _NO_VALUES
+                    continue
                 stale = [value for value, packed in seen.items() if packed < first_live]
                 for value in stale:
                     del seen[value]
+                if stale and not seen:
+                    distinct[field] = _NO_VALUES
 
     def _add_values(self, window: KeyWindow, bucket: int, values: Sequence[str | None]) -> None:
-        assert window.distinct is not None
+        distinct = window.distinct
+        assert distinct is not None
         cap = self.spec.distinct_cap
         packed_bucket = bucket << TALLY_BITS
+        # Every value first seen in this bucket maps to the same integer: share one object.
+        if bucket != self._first_sight_bucket:
+            self._first_sight_bucket = bucket
+            self._first_sight = packed_bucket | 1
+        first_sight = self._first_sight
         for field, value in enumerate(values):
             if value is None:
                 continue
-            seen = window.distinct[field]
+            seen = distinct[field]
             value = value[:VALUE_CHARS]
-            packed = seen.get(value)
-            if packed is not None:
-                tally = min((packed & TALLY_MAX) + 1, TALLY_MAX)
-                if packed < packed_bucket:
+            if isinstance(seen, tuple):
+                only, packed = seen
+                if only == value:
+                    distinct[field] = (only, _seen_again(packed, packed_bucket))
+                elif cap > 1:
+                    distinct[field] = {only: packed, value: first_sight}
+                elif packed >> TALLY_BITS < bucket:
+                    distinct[field] = (value, first_sight)  # saturated at one: the latest
+                continue
+            if seen is _NO_VALUES:
+                distinct[field] = (value, first_sight)
+                continue
+            known = seen.get(value)
+            if known is not None:
+                if known < packed_bucket:
                     # Seen in a later bucket: to the end, where the freshest values are.
                     del seen[value]
-                    seen[value] = packed_bucket | tally
-                else:
-                    seen[value] = (packed & ~TALLY_MAX) | tally
+                seen[value] = _seen_again(known, packed_bucket)
                 continue
             if len(seen) >= cap and not self._make_room(seen, bucket, window.head):
                 continue
-            seen[value] = packed_bucket | 1
+            seen[value] = first_sight
 
     def _make_room(self, seen: dict[str, int], bucket: int, head: int) -> bool:
         """Drop the least recently seen value to make room for one seen in ``bucket``.
 
-        The first value is the least recently seen unless late events put
-        newer ones before it; only then does it cost a scan. False when every
-        value kept is more recent than ``bucket`` (a late value is not kept).
+        False when every value kept is more recent than ``bucket`` (a late
+        value does not displace fresher ones).
         """
-        first = next(iter(seen))
-        oldest_value, oldest = first, seen[first]
-        if oldest >> TALLY_BITS > head - self.spec.buckets + 1:
-            oldest_value = min(seen, key=seen.__getitem__)
-            oldest = seen[oldest_value]
+        oldest = min(seen.values())  # packed values order by bucket: a C-speed scan
         if oldest >> TALLY_BITS >= bucket:
             return False
-        del seen[oldest_value]
+        for value, packed in seen.items():  # in order, the oldest is nearly always first
+            if packed == oldest:
+                del seen[value]
+                break
         return True
 
     # -- export / import, for Faust tables ---------------------------------
@@ -418,7 +479,7 @@ class WindowStore:
             "distinct": [
                 [
                     [value, packed >> TALLY_BITS, packed & TALLY_MAX]
-                    for value, packed in seen.items()
+                    for value, packed in _entries(seen)
                 ]
                 for seen in window.distinct or []
             ],
@@ -454,16 +515,21 @@ class WindowStore:
         counts = [int(x) for x in data["counts"]]
         if len(counts) != len(window.counts):
             raise ValueError("counts do not match the geometry")
-        window.counts = counts
+        if counts:
+            try:
+                window.counts = array("I", counts)
+            except OverflowError as exc:
+                raise ValueError(f"count out of range: {exc}") from exc
         if window.distinct is not None:
             distinct = data["distinct"]
             if len(distinct) != len(window.distinct):
                 raise ValueError("distinct fields do not match the geometry")
             for field, entries in enumerate(distinct):
-                window.distinct[field] = {
+                seen = {
                     str(entry[0]): _pack(int(entry[1]), int(entry[2]) if len(entry) > 2 else 1)
                     for entry in entries
                 }
+                window.distinct[field] = _compact(seen)
         times = [float(t) for t in data["times"]][-spec.times :] if spec.times else []
         window.times = times or None
         return window
@@ -473,3 +539,32 @@ def _pack(bucket: int, tally: int) -> int:
     if bucket < 0 or not 1 <= tally <= TALLY_MAX:
         raise ValueError("distinct entry out of range")
     return bucket << TALLY_BITS | tally
+
+
+def _seen_again(packed: int, packed_bucket: int) -> int:
+    """``packed`` with its tally one higher and its bucket the later of the two."""
+    tally = min((packed & TALLY_MAX) + 1, TALLY_MAX)
+    return max(packed & ~TALLY_MAX, packed_bucket) | tally
+
+
+def _entries(seen: Values) -> Iterable[tuple[str, int]]:
+    return (seen,) if isinstance(seen, tuple) else seen.items()
+
+
+def _lookup(seen: Values, value: str) -> int | None:
+    if isinstance(seen, tuple):
+        return seen[1] if seen[0] == value else None
+    return seen.get(value)
+
+
+def _size(seen: Values) -> int:
+    return 1 if isinstance(seen, tuple) else len(seen)
+
+
+def _compact(seen: dict[str, int]) -> Values:
+    """The smallest form of a field's values (see :class:`KeyWindow`)."""
+    if not seen:
+        return _NO_VALUES
+    if len(seen) == 1:
+        return next(iter(seen.items()))
+    return seen

@@ -37,8 +37,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mailwarden.config import Topics
 from models.events import DeliveryStatus, Event, Origin, Outcome, iso_utc
+from models.policy import Policy
 from streams.producer import new_producer
 from streams.topics import ensure_topics
+from streams.worker import ip_rule_kinds
 
 BENCH_SIGNING_KEY = "bench-signing-key"
 T0 = 1_790_000_000.0
@@ -192,14 +194,19 @@ def synthetic_events(count: int, seed: int = 7) -> Iterator[Event]:
 
 
 async def _preload(bootstrap: str, topic: str, count: int) -> int:
-    """Produce ``count`` events; return how many carry a client IP (forwarded by the worker)."""
+    """Produce ``count`` events; return how many the worker forwards by IP.
+
+    The worker forwards an event with a client IP whose kind the IP rules of
+    the policy (here the defaults) look at.
+    """
+    forwarded_kinds = ip_rule_kinds(Policy(), BENCH_SIGNING_KEY.encode())
     producer = new_producer(bootstrap, client_id="mailwarden-bench", linger_ms=20)
     await producer.start()
     forwarded = 0
     try:
         pending = []
         for event in synthetic_events(count):
-            forwarded += event.client_ip is not None
+            forwarded += event.client_ip is not None and event.kind in forwarded_kinds
             key = event.key.encode() if event.key else None
             pending.append(await producer.send(topic, event.to_json(), key=key))
             if len(pending) >= 5000:

@@ -3,8 +3,8 @@
 Two agents, one per rule scope:
 
 - on ``mail.events`` (keyed by account, else client IP) the ``account`` rules
-  run for events with a user, and every event with a client IP is forwarded
-  to ``mail.events.by-ip`` keyed by that IP;
+  run for events with a user, and every event with a client IP whose kind an
+  IP rule reads is forwarded to ``mail.events.by-ip`` keyed by the IP's prefix;
 - on ``mail.events.by-ip`` the ``ip`` rules run.
 
 Each agent takes events in batches (``stream.take_events``), runs them
@@ -19,6 +19,9 @@ The detector is a cache in front of the table: a key's state is imported from
 the table the first time the key is seen (after a start or a rebalance), and
 written back after every batch that touched it, so the two agree at every
 batch boundary.
+
+Records pass through as raw bytes (``streams/raw_schema.py``: no codec
+lookups); the worker decodes JSON itself.
 """
 
 from __future__ import annotations
@@ -47,16 +50,11 @@ from models.rules import Decision
 from models.rules.keys import Networks
 from streams.deadletter import deadletter_json
 from streams.producer import Record, deliver_all, new_producer
+from streams.raw_schema import BytesSchema
 from streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger(__name__)
 
-RAW: dict[str, Any] = {
-    "key_type": bytes,
-    "value_type": bytes,
-    "key_serializer": "raw",
-    "value_serializer": "raw",
-}
 STATS_EVERY = 60.0
 DEFAULT_APP_ID = "mailwarden"
 
@@ -115,8 +113,9 @@ class ScopeRunner:
 
     ``stored_state`` looks a key up in the table. ``forward_key`` (account
     scope only) gives the key an event with a client IP is forwarded under to
-    the IP topic. Kafka is not touched here: the Faust agent hands records in
-    and publishes what :meth:`run_batch` returns.
+    the IP topic, if its kind is one of ``forward_kinds``. Kafka is not
+    touched here: the Faust agent hands records in and publishes what
+    :meth:`run_batch` returns.
     """
 
     def __init__(
@@ -127,6 +126,7 @@ class ScopeRunner:
         partitions: int,
         *,
         forward_key: Callable[[str], bytes] | None = None,
+        forward_kinds: frozenset[str] = frozenset(),
         max_keys: int = 2_000_000,
     ) -> None:
         self.scope = scope
@@ -135,6 +135,7 @@ class ScopeRunner:
         self._stored_state = stored_state
         self._partitions = partitions
         self._forward_key = forward_key
+        self._forward_kinds = forward_kinds
         self._max_keys = max_keys
         self.detector = new_detector()
         # Keys loaded from the table since the last reset, with the partition
@@ -184,7 +185,11 @@ class ScopeRunner:
     def _run_one(self, item: Incoming, result: BatchResult, now: float) -> None:
         try:
             event = Event.from_json(item.value)
-            if self._forward_key is not None and event.client_ip:
+            if (
+                self._forward_key is not None
+                and event.client_ip
+                and event.kind in self._forward_kinds
+            ):
                 result.forward.append((self._forward_key(event.client_ip), item.value))
             for _, key in self.detector.state_keys(event):
                 self._load(key, item.partition)
@@ -231,6 +236,16 @@ class ScopeRunner:
         return writes
 
 
+def ip_rule_kinds(policy: Policy, signing_key: bytes) -> frozenset[str]:
+    """The event kinds the policy's IP rules look at: the only ones worth forwarding by IP.
+
+    The detector hands an event to the IP feeds and rules only when a rule of
+    the scope takes its kind, so the IP agent would do nothing with the others.
+    """
+    detector = Detector(policy, signing_key, scopes={"ip"})
+    return frozenset(kind for rule in detector.rules for kind in rule.kinds)
+
+
 def ip_routing_key(networks: Networks) -> Callable[[str], bytes]:
     """Forward by-IP events keyed by the client's prefix (/24, /64 by default).
 
@@ -268,8 +283,8 @@ def build_app(
         value_serializer="raw",
     )
     topics = config.topics
-    events_topic = app.topic(topics.events, **RAW)
-    by_ip_topic = app.topic(topics.events_by_ip, **RAW)
+    events_topic = app.topic(topics.events, schema=BytesSchema())
+    by_ip_topic = app.topic(topics.events_by_ip, schema=BytesSchema())
 
     def table(scope: str) -> Any:
         # bytes key and value types make Faust use the raw codec: we store orjson.
@@ -281,21 +296,24 @@ def build_app(
             value_type=bytes,
         )
 
-    def runner(
-        scope: str, state_table: Any, forward_key: Callable[[str], bytes] | None
-    ) -> ScopeRunner:
+    def runner(scope: str, state_table: Any, **forwarding: Any) -> ScopeRunner:
         return ScopeRunner(
             scope,
             lambda: Detector(policy, signing_key, scopes={scope}),
             state_table.get,
             partitions,
-            forward_key=forward_key,
+            **forwarding,
         )
 
     networks = Networks(policy.network.ipv4_prefix, policy.network.ipv6_prefix)
     account_table, ip_table = table("account"), table("ip")
-    account = runner("account", account_table, ip_routing_key(networks))
-    ip = runner("ip", ip_table, None)
+    account = runner(
+        "account",
+        account_table,
+        forward_key=ip_routing_key(networks),
+        forward_kinds=ip_rule_kinds(policy, signing_key),
+    )
+    ip = runner("ip", ip_table)
 
     async def consume(runner: ScopeRunner, stream: Any, state_table: Any) -> None:
         # Our own producer rather than Faust's topic.send: one Faust send costs

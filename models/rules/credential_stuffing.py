@@ -18,7 +18,9 @@ offence) and a critical alert (MITRE T1110.004). Only the first success of
 an account from that IP or prefix in the window is judged.
 
 Shared addresses (NAT, CGNAT) see many accounts fail too, but far more
-logins succeed; so the rule acts only while failures make at least
+logins succeed. Accounts that failed and then logged in successfully from
+the same key mistyped: they are not counted among the failed accounts. The
+rule acts only while failures make at least
 ``min_failure_ratio`` (default 0.8) of the key's logins in the window
 (successes counted once per account), and where ``[nat]`` finds many
 accounts logging in successfully the thresholds rise by ``[nat] factor``
@@ -107,7 +109,12 @@ class CredentialStuffingRule(Rule):
         if window is None or key is None or not feed.first_success:
             return NOTHING
         store = feed.store
-        failed = store.distinct_count(window, FAILED_ACCOUNTS)
+        if store.distinct_count(window, FAILED_ACCOUNTS) < threshold:
+            return NOTHING
+        # Accounts that failed and then logged in from here mistyped; the
+        # account of this login is among them if it failed first.
+        guessed = store.values_without(window, FAILED_ACCOUNTS, SUCCEEDED_ACCOUNTS)
+        failed = len(guessed)
         if failed < threshold:
             return NOTHING
         users = self.nat.users(key, event.epoch) if self.nat is not None else 0
@@ -126,7 +133,7 @@ class CredentialStuffingRule(Rule):
         evidence = self.window_evidence(window, threshold, store)
         evidence["trigger"] = feed.network
         evidence["counts"] = {"failures": failures, "successes": successes}
-        sample = store.samples(window, FAILED_ACCOUNTS)
+        sample = guessed[:10]
         evidence["distinct"] = {"failed_accounts": {"count": failed, "sample": sample}}
         evidence["protocol"] = event.protocol
         if feed.network == "prefix":

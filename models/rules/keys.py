@@ -13,6 +13,7 @@ canonical CIDR string; an IPv4-mapped IPv6 address counts as its IPv4 address.
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from dataclasses import dataclass
 
@@ -50,12 +51,15 @@ class Networks:
         return prefix
 
     def _compute(self, ip: str) -> str | None:
-        quad = _dotted_quad(ip)
-        if quad is not None:
-            mask = (0xFFFFFFFF << (32 - self.ipv4_prefix)) & 0xFFFFFFFF
-            network = quad & mask
-            octets = ".".join(str(network >> shift & 255) for shift in (24, 16, 8, 0))
-            return sys.intern(f"{octets}/{self.ipv4_prefix}")
+        if _DOTTED_QUAD.fullmatch(ip):
+            length = self.ipv4_prefix
+            if length % 8 == 0:
+                kept = ip.split(".")[: length // 8]
+                network = ".".join(kept + ["0"] * (4 - len(kept)))
+            else:
+                value = int(ipaddress.IPv4Address(ip)) & (0xFFFFFFFF << (32 - length))
+                network = str(ipaddress.IPv4Address(value))
+            return sys.intern(f"{network}/{length}")
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
@@ -69,26 +73,10 @@ class Networks:
 _MISSING: str = "\x00missing"
 
 
-def _dotted_quad(ip: str) -> int | None:
-    """The value of a canonical dotted-quad IPv4 address (what parsers emit), else None.
-
-    Anything else (IPv6, leading zeros, stray characters) is left to
-    :mod:`ipaddress`, which is exact but ten times slower.
-    """
-    parts = ip.split(".")
-    if len(parts) != 4:
-        return None
-    value = 0
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or len(part) > 3:
-            return None
-        if part[0] == "0" and part != "0":
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = value << 8 | octet
-    return value
+# A canonical dotted-quad IPv4 address, as parsers emit it (no leading zeros);
+# anything else is left to :mod:`ipaddress`, which is exact but slower.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
 
 
 @dataclass(slots=True)

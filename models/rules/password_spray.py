@@ -16,8 +16,12 @@ failures whatever the accounts, block the IP for one hour (MITRE T1110.003),
 longer for a repeat offender. Once per episode: quiet while the block runs.
 
 Shared addresses (office or campus NAT, CGNAT) also see many accounts fail.
-Two guards keep them unblocked:
+Three guards keep them unblocked:
 
+- an account that fails and then logs in successfully from the same key
+  within the window mistyped, or changed its password: it is not counted
+  among the accounts guessed at (a sprayer's guesses seldom succeed, and a
+  success it does get only removes that one account);
 - the NAT store: where at least ``[nat] users`` distinct accounts logged in
   successfully within ``[nat] window``, the thresholds are multiplied by
   ``[nat] factor`` (or, with ``[nat] exempt``, the rule only alerts);
@@ -50,6 +54,7 @@ from models.rules.keys import EventKeys
 from models.rules.shared import (
     FAILED_ACCOUNTS,
     FAILURES,
+    SUCCEEDED_ACCOUNTS,
     SUCCESSES,
     NetworkAuthFeed,
     SharedNetworkFeed,
@@ -103,10 +108,11 @@ class SprayRule(Rule):
         factor = self.nat_settings.factor if shared and not self.nat_settings.exempt else 1.0
         account_threshold = min(round(settings.accounts * factor), self.context.distinct_cap)
         failure_threshold = round(settings.failures * factor)
-        if accounts >= account_threshold:
+        guessed = store.values_without(window, FAILED_ACCOUNTS, SUCCEEDED_ACCOUNTS)
+        if len(guessed) >= account_threshold:
             trigger, threshold = "distinct_accounts", account_threshold
             reason = (
-                f"failed logins on {accounts} distinct accounts within {settings.window} s"
+                f"failed logins on {len(guessed)} distinct accounts within {settings.window} s"
                 f" (threshold {account_threshold})"
             )
         elif failures >= failure_threshold:
@@ -120,11 +126,12 @@ class SprayRule(Rule):
         successes = store.total(window, SUCCESSES)
         if failures < settings.min_failure_ratio * (failures + successes):
             return NOTHING
-        sample = store.samples(window, FAILED_ACCOUNTS)
+        sample = guessed[:10]
         evidence = self.window_evidence(window, threshold)
         evidence["trigger"] = trigger
         evidence["counts"] = {"failures": failures, "successes": successes}
-        evidence["distinct"] = {"accounts": {"count": accounts, "sample": sample}}
+        evidence["distinct"] = {"accounts": {"count": len(guessed), "sample": sample}}
+        evidence["failed_then_logged_in"] = accounts - len(guessed)
         if self.subject_type == "prefix":
             evidence["prefix"] = key
             evidence["source_ip"] = keys.ip

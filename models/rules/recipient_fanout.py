@@ -24,6 +24,7 @@ heavy sender's state stays small.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from models.events import DELIVERY, QUEUED, Event
@@ -129,7 +130,8 @@ def _observation(event: Event) -> tuple[int, str | None, str | None] | None:
     if not recipient:
         return None
     _, at, domain = recipient.rpartition("@")
-    return 0, recipient, domain if at and domain else None
+    # Domains repeat across accounts: interned, each is kept once.
+    return 0, recipient, sys.intern(domain) if at and domain else None
 
 
 def _class_maximum(context: RuleContext) -> int:

@@ -140,11 +140,12 @@ class SharedNetworkFeed(Feed):
         account = keys.account
         if event.outcome != "success" or account is None or keys.ip is None:
             return
-        self.store.observe(keys.ip, event.epoch, (), (account,))
-        if self.by_prefix:
-            prefix = keys.prefix
-            if prefix is not None:
-                self.store.observe(prefix, event.epoch, (), (account,))
+        store = self.store
+        network_keys = (keys.ip, keys.prefix) if self.by_prefix else (keys.ip,)
+        for key in network_keys:
+            # Only distinct counts are read: a login already counted in this bucket adds nothing.
+            if key is not None and not store.holds_fresh(key, event.epoch, 0, account):
+                store.observe(key, event.epoch, (), (account,))
 
     def users(self, key: str | None, epoch: float) -> int:
         """Distinct accounts that logged in successfully from ``key`` in the window at ``epoch``."""

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -130,7 +131,10 @@ async def test_spraying_many_accounts_from_one_ip_blocks_the_ip(
     tmp_path: Path, kafka_bootstrap: str, unique_topics: Topics
 ) -> None:
     spray = [failed_login(f"user{i}@example.org", SPRAYER, T0 + i, i) for i in range(12)]
-    await produce(kafka_bootstrap, unique_topics.events, keyed(spray))
+    # No IP rule reads submissions: this one, ahead of user0's failure in the same
+    # partition, must not be forwarded by IP.
+    sent_mail = replace(submission("user0@example.org", T0 - 1, 100), client_ip=SPRAYER)
+    await produce(kafka_bootstrap, unique_topics.events, keyed([sent_mail, *spray]))
     worker = start_worker(tmp_path, kafka_bootstrap, unique_topics, f"mw-{uuid.uuid4().hex[:8]}")
     try:
         control = await collect(
@@ -163,6 +167,7 @@ async def test_spraying_many_accounts_from_one_ip_blocks_the_ip(
     assert alert["mailwarden"]["distinct"]["accounts"]["count"] == 10
     # Forwarded under the /24 of the IP, so one worker sees the whole prefix.
     assert {record.key for record in by_ip} == {b"203.0.113.0/24"}
+    assert [v["kind"] for v in values(by_ip)] == ["auth"] * len(by_ip)
 
 
 async def committed_total(bootstrap: str, group: str, topic: str) -> int:

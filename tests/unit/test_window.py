@@ -216,7 +216,7 @@ def brute_force(
         min_size=1,
         max_size=120,
     ),
-    cap=st.sampled_from([3, 256]),
+    cap=st.sampled_from([1, 2, 3, 256]),
 )
 def test_counts_equal_brute_force_under_bounded_disorder(
     steps: list[tuple[str, int, int, str | None]], cap: int
@@ -324,3 +324,12 @@ def test_saturated_store_drops_the_least_recently_seen_even_after_disorder() -> 
     window = store.observe("k", T0 + 1, (), ("e",))
     assert window is not None
     assert sorted(store.samples(window, 0)) == ["b", "c", "d"]
+
+
+def test_holds_fresh_only_for_a_value_seen_in_the_newest_bucket() -> None:
+    store = WindowStore(spec(), max_keys=10)
+    assert not store.holds_fresh("k", T0, 0, "a")
+    store.observe("k", T0 + 1, (), ("a",))
+    assert store.holds_fresh("k", T0 + 9, 0, "a")
+    assert not store.holds_fresh("k", T0 + 9, 0, "b")
+    assert not store.holds_fresh("k", T0 + 10, 0, "a")  # the next bucket
