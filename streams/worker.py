@@ -54,6 +54,8 @@ from streams.raw_schema import BytesSchema
 from streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger(__name__)
+# How long a stopping worker waits to deliver the outputs of its last batch.
+STOP_DELIVERY_TIMEOUT = 30.0
 
 STATS_EVERY = 60.0
 DEFAULT_APP_ID = "mailwarden"
@@ -335,7 +337,7 @@ def build_app(
                 ]
                 result = runner.run_batch(batch, time.time())
                 result.state = apply_state(state_table.data, result.state)
-                await deliver_all(producer, output_records(result, topics, changelog))
+                await _deliver_before_ack(producer, output_records(result, topics, changelog))
                 runner.report_now_and_then(time.monotonic())
         finally:
             await producer.stop()
@@ -356,6 +358,29 @@ def build_app(
     app.on_partitions_revoked.connect(cast(Any, forget_cached_state))
 
     return app
+
+
+async def _deliver_before_ack(producer: Any, records: Sequence[Record]) -> None:
+    """Deliver a batch's outputs even when the agent is cancelled meanwhile.
+
+    Faust's ``take_events`` acks a batch in a ``finally``, cancellation
+    included, so a stop during delivery would commit offsets whose state and
+    commands never reached Kafka. Finishing the delivery first keeps the acks
+    true; the bound keeps a stop from hanging on a broker that is gone.
+    """
+    delivery = asyncio.ensure_future(deliver_all(producer, records))
+    try:
+        await asyncio.shield(delivery)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(delivery, timeout=STOP_DELIVERY_TIMEOUT)
+        except TimeoutError:
+            log.error(
+                "stopping with %d output records of a batch unacknowledged by Kafka: "
+                "their state and decisions are lost, though the batch's events are acked",
+                len(records),
+            )
+        raise
 
 
 def apply_state(store: Any, writes: Sequence[StateWrite]) -> list[StateWrite]:
