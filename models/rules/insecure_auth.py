@@ -8,7 +8,8 @@ so the rule alerts (severity low); with ``deny = true`` it also issues
 account's logins without adequate TLS until it expires.
 
 Over successful ``auth`` events with a known TLS state; a version the rule
-does not know (Dovecot's default log format says only "TLS") is not judged.
+does not know (Dovecot's default log format says only "TLS") is not judged,
+nor a channel Dovecot calls ``secured`` (loopback webmail, trusted networks).
 One alert per account per ``quiet`` (default one day).
 """
 
@@ -51,7 +52,9 @@ class InsecureAuthRule(Rule):
 
     def process(self, event: Event, keys: EventKeys) -> Sequence[Decision]:
         key = keys.account
-        if event.outcome != "success" or event.tls is None or key is None:
+        # Dovecot's `secured`: a trusted channel (loopback webmail, login_trusted_networks).
+        secured = event.extra.get("secured") is True if event.extra else False
+        if event.outcome != "success" or event.tls is None or key is None or secured:
             return NOTHING
         settings = self.context.classes.pick(key, self.settings, self.name)
         weak = self._weak if settings is self.settings else _weak_versions(settings.min_tls)

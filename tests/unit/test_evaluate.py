@@ -70,7 +70,14 @@ def test_the_default_policy_catches(evaluation: Evaluation, kind: str) -> None:
     result = next(a for a in evaluation.attacks if a.kind == kind)
     assert result.caught, result
     assert result.detected_after is not None and 0 <= result.detected_after < 3600
-    assert result.first_rule in {"smtp_burst", "bounce_storm", "password_spray"}
+    assert result.first_rule in {
+        "smtp_burst",
+        "bounce_storm",
+        "password_spray",
+        "prefix_spray",
+        "recipient_fanout",
+        "outbound_volume",
+    }
 
 
 def test_spraying_addresses_are_all_blocked(evaluation: Evaluation) -> None:

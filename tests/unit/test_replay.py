@@ -40,12 +40,12 @@ def test_fixtures_replay_into_alerts_and_commands_with_a_summary() -> None:
     out = decisions(result)
     # Each fixture's decisions, plus erin@'s brute-force alert: merged, the sprayers'
     # failures against her add to the 19 of the brute-force fixture.
-    assert [d["type"] for d in out].count("command") == 8
-    assert [d["type"] for d in out].count("alert") == 11
-    assert "lines        728" in result.stderr
+    assert [d["type"] for d in out].count("command") == 13
+    assert [d["type"] for d in out].count("alert") == 16
+    assert "lines        2089" in result.stderr
     assert (
-        "commands     8 (block_ip 2, require_password_reset 2, suspend_login 2, suspend_smtp 2)"
-        in result.stderr
+        "commands     13 (block_ip 3, isolate_sender 2, require_password_reset 2, "
+        "suspend_login 2, suspend_smtp 4)" in result.stderr
     )
     assert "throughput" in result.stderr
 

@@ -63,3 +63,9 @@ def test_min_tls_and_deny_come_from_the_policy() -> None:
     assert isinstance(command, Command) and isinstance(alert, Alert)
     assert (command.action, command.subject) == ("deny_insecure", "a@example.org")
     assert command.expires_epoch - command.issued_epoch == 86_400
+
+
+def test_a_trusted_channel_dovecot_calls_secured_is_not_insecure() -> None:
+    webmail = replace(login(0, "none"), client_ip="127.0.0.1", extra={"secured": True})
+    assert run(Detector(Policy(), SIGNING_KEY), [webmail]) == []
+    assert len(run(Detector(Policy(), SIGNING_KEY), [login(0, "none")])) == 1
