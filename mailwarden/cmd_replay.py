@@ -33,6 +33,7 @@ import click
 import orjson
 
 from mailwarden.config import ConfigError, load_config
+from mailwarden.geoip import GeoipError, open_geo
 from models.alerts import Alert
 from models.commands import Command
 from models.detector import Detector
@@ -241,7 +242,13 @@ def replay(
             " commands are signed with the fixed key 'replay-unsigned', not for adapters",
             err=True,
         )
-    detector = Detector(policy, key)
+    try:
+        geo = open_geo(policy.geoip)
+    except GeoipError as exc:
+        raise click.ClickException(str(exc)) from exc
+    detector = Detector(policy, key, geo=geo)
+    for notice in detector.notices:
+        click.echo(f"replay: {notice}", err=True)
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(unparsed_path.open("wb")) if unparsed_path else None
         counts = ReplayCounts(unparsed_sink=sink)

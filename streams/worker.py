@@ -42,9 +42,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from mailwarden.config import Config, ConfigError, Topics, load_config
+from mailwarden.geoip import GeoipError, open_geo
 from models.commands import Command
 from models.detector import Detector
 from models.events import Event
+from models.geo import GeoLookup
 from models.policy import Policy, PolicyError, load_policy
 from models.rules import Decision
 from models.rules.keys import Networks
@@ -266,7 +268,11 @@ def faust_brokers(bootstrap: str) -> list[str]:
 
 
 def build_app(
-    config: Config, policy: Policy, signing_key: bytes, settings: WorkerSettings
+    config: Config,
+    policy: Policy,
+    signing_key: bytes,
+    settings: WorkerSettings,
+    geo: GeoLookup | None = None,
 ) -> faust.App:
     """The Faust app with its two agents and state tables, not yet started."""
     partitions = config.kafka.partitions
@@ -301,7 +307,7 @@ def build_app(
     def runner(scope: str, state_table: Any, **forwarding: Any) -> ScopeRunner:
         return ScopeRunner(
             scope,
-            lambda: Detector(policy, signing_key, scopes={scope}),
+            lambda: Detector(policy, signing_key, scopes={scope}, geo=geo),
             state_table.get,
             partitions,
             **forwarding,
@@ -458,8 +464,11 @@ def worker_command(config_path: Path | None, policy_path: Path | None, app_id: s
         config = load_config(config_path)
         policy = load_policy(policy_path or config.policy_path)
         signing_key = config.require_signing_key()
-    except (ConfigError, PolicyError) as exc:
+        geo = open_geo(policy.geoip)
+    except (ConfigError, PolicyError, GeoipError) as exc:
         raise click.ClickException(str(exc)) from exc
+    for notice in Detector(policy, signing_key, geo=geo).notices:
+        log.warning("%s", notice)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -469,7 +478,7 @@ def worker_command(config_path: Path | None, policy_path: Path | None, app_id: s
             f"cannot prepare topics on {config.kafka.bootstrap}: {exc}"
         ) from exc
     settings = WorkerSettings(app_id=app_id, replication_factor=replication)
-    app = build_app(config, policy, signing_key, settings)
+    app = build_app(config, policy, signing_key, settings, geo)
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(app, loop=loop, loglevel="INFO", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
