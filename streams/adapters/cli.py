@@ -11,8 +11,18 @@ from typing import Any, TypeVar
 import click
 
 from mailwarden.config import Config, ConfigError, load_config
+from streams.adapters.control import ControlConsumer
 from streams.adapters.dovecot_policy import DovecotPolicyServer
 from streams.adapters.kick import SessionKicker
+from streams.adapters.mapfile import (
+    FORMATS,
+    MapfileMetrics,
+    MapfileWriter,
+    TrackedCommands,
+    mapfile_overrides,
+    run_mapfile_adapter,
+)
+from streams.adapters.metrics import AdapterMetrics
 from streams.adapters.postfix_policy import PostfixPolicyServer
 from streams.adapters.report_sink import KafkaEventSink
 from streams.adapters.service import AdapterRuntime, Background, build_runtime, serve
@@ -148,6 +158,74 @@ def dovecot_policy(
         await serve(runtime, make, address, metrics_port=metrics_port, background=background)
 
     asyncio.run(main())
+
+
+@adapter_group.command("mapfile")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MAILWARDEN_CONFIG",
+    help="mailwarden TOML config (broker, topics, signing key, [adapters.mapfile]).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write this one file instead of the outputs in [adapters.mapfile].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="postfix-texthash",
+    show_default=True,
+    help="Format of --output.",
+)
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    default=("block_ip",),
+    show_default=True,
+    help="Action written to --output (repeat for several).",
+)
+@click.option(
+    "--reload-command",
+    help="Run after a change, e.g. 'postfix reload'; split into arguments, never a shell.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="INFO",
+    show_default=True,
+)
+def mapfile(
+    config_path: Path | None,
+    output: Path | None,
+    fmt: str,
+    actions: tuple[str, ...],
+    reload_command: str | None,
+    metrics_port: int | None,
+    log_level: str,
+) -> None:
+    """Write the active blocks to map files (texthash, cidr, plain list) and reload the MTA."""
+    config, settings = _load(config_path, log_level)
+    try:
+        mapfile_config = mapfile_overrides(settings.mapfile, output, fmt, actions, reload_command)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    active = TrackedCommands(config.require_signing_key(), settings.smtp_responses)
+    control = ControlConsumer(
+        active, config.kafka.bootstrap, config.topics.control, client_id="mailwarden-mapfile"
+    )
+    metrics = AdapterMetrics(active, control)
+    writer = MapfileWriter(active, mapfile_config, MapfileMetrics(metrics))
+    asyncio.run(run_mapfile_adapter(writer, control, metrics, metrics_port))
 
 
 @adapter_group.command("bench-policy")

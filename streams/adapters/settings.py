@@ -25,6 +25,13 @@ It lives in the same TOML file as the broker and topic settings
     kick_sessions = true                      # doveadm kick on suspend_login / block_ip
     doveadm = "doveadm"
     doveadm_config = "/etc/dovecot/dovecot.conf"   # passed as doveadm -c; optional
+
+    [adapters.mapfile]                        # see streams/adapters/mapfile.py
+    reload_command = ["postfix", "reload"]    # an argv list, never a shell string
+    [[adapters.mapfile.outputs]]
+    path = "/etc/postfix/mailwarden_client_access"
+    format = "postfix-texthash"               # or postfix-cidr, list
+    actions = ["block_ip"]
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from mailwarden.config import ConfigError
 from models.enforcement import DEFAULT_SMTP_RESPONSES, Verdict, smtp_responses
 from streams.adapters.dovecot_policy import basic_authorization
 from streams.adapters.kick import DEFAULT_DOVEADM, KickSettings
+from streams.adapters.mapfile import MAPFILE_KEYS, MapfileSettings, mapfile_settings
 from streams.adapters.socketmap import DEFAULT_ISOLATION_TRANSPORT, validate_transport
 from streams.adapters.tcp import ConnectionLimits, parse_listen
 
@@ -54,6 +62,7 @@ SECTIONS = {
         "doveadm",
         "doveadm_config",
     },
+    "mapfile": set(MAPFILE_KEYS),
 }
 SUBSECTIONS = frozenset(name for name in SECTIONS if name)
 
@@ -72,6 +81,7 @@ class AdapterSettings:
     dovecot_authorization: str | None = None
     # How open sessions are ended; None: not at all.
     kick: KickSettings | None = field(default_factory=KickSettings)
+    mapfile: MapfileSettings = field(default_factory=MapfileSettings)
 
 
 def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -124,6 +134,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         )
         authorization = _authorization(dovecot, base)
         kick = _kick_settings(dovecot, base)
+        mapfile = mapfile_settings(_table(section, "mapfile"), base)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[adapters]: {exc}") from exc
     if limits.idle_timeout <= 0 or limits.max_connections <= 0:
@@ -137,6 +148,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         isolation_transport=transport,
         dovecot_authorization=authorization,
         kick=kick,
+        mapfile=mapfile,
     )
 
 
