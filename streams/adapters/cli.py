@@ -19,6 +19,7 @@ from streams.adapters.mapfile import (
     MapfileMetrics,
     MapfileWriter,
     TrackedCommands,
+    check_outputs,
     mapfile_overrides,
     run_mapfile_adapter,
 )
@@ -217,6 +218,7 @@ def mapfile(
     config, settings = _load(config_path, log_level)
     try:
         mapfile_config = mapfile_overrides(settings.mapfile, output, fmt, actions, reload_command)
+        check_outputs(mapfile_config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     active = TrackedCommands(config.require_signing_key(), settings.smtp_responses)

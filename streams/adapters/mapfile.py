@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 
 Format = Literal["postfix-texthash", "postfix-cidr", "list"]
 FORMATS: Final[tuple[Format, ...]] = ("postfix-texthash", "postfix-cidr", "list")
-ADDRESS_ACTIONS: Final[frozenset[str]] = frozenset({"block_ip"})
-ACCOUNT_ACTIONS: Final[frozenset[str]] = frozenset({"suspend_smtp", "suspend_login"})
+MAP_ADDRESS_ACTIONS: Final[frozenset[str]] = frozenset({"block_ip"})
+MAP_ACCOUNT_ACTIONS: Final[frozenset[str]] = frozenset({"suspend_smtp", "suspend_login"})
 FILE_MODE: Final = 0o644
 HEADER: Final = "# Written by mailwarden adapter mapfile from mail.control; do not edit.\n"
 # Characters of an RFC 5322 dot-atom plus '@': no whitespace, quotes,
@@ -69,7 +69,7 @@ ACCOUNT_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~.@"
 )
 ACCOUNT_LIMIT: Final = 320
-OUTPUT_LIMIT: Final = 300
+RELOAD_OUTPUT_LIMIT: Final = 300
 _STRENGTH: Final[Mapping[str, int]] = {"DUNNO": 0, "HOLD": 1, "DEFER": 2, "REJECT": 3}
 
 
@@ -90,22 +90,22 @@ class MapOutput:
 
     path: Path
     format: Format = "postfix-texthash"
-    actions: frozenset[str] = ADDRESS_ACTIONS
+    actions: frozenset[str] = MAP_ADDRESS_ACTIONS
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(
                 f"unknown map format {self.format!r}; choose one of {', '.join(FORMATS)}"
             )
-        unknown = self.actions - ADDRESS_ACTIONS - ACCOUNT_ACTIONS
+        unknown = self.actions - MAP_ADDRESS_ACTIONS - MAP_ACCOUNT_ACTIONS
         if not self.actions or unknown:
-            known = ", ".join(sorted(ADDRESS_ACTIONS | ACCOUNT_ACTIONS))
+            known = ", ".join(sorted(MAP_ADDRESS_ACTIONS | MAP_ACCOUNT_ACTIONS))
             raise ValueError(f"{self.path}: actions must be some of {known}")
         # One file, one key type: an account named like an address must not
         # block that address in a table Postfix looks client addresses up in.
-        if self.actions & ADDRESS_ACTIONS and self.actions & ACCOUNT_ACTIONS:
+        if self.actions & MAP_ADDRESS_ACTIONS and self.actions & MAP_ACCOUNT_ACTIONS:
             raise ValueError(f"{self.path}: do not mix address and account actions in one file")
-        if self.format == "postfix-cidr" and self.actions & ACCOUNT_ACTIONS:
+        if self.format == "postfix-cidr" and self.actions & MAP_ACCOUNT_ACTIONS:
             raise ValueError(f"{self.path}: a cidr table holds addresses only")
 
 
@@ -170,6 +170,16 @@ def mapfile_overrides(
     return replace(settings, outputs=outputs, reload_command=argv)
 
 
+def check_outputs(settings: MapfileSettings) -> None:
+    """Refuse at start what would fail at every write: a missing or read-only directory."""
+    for output in settings.outputs:
+        directory = output.path.parent
+        if not directory.is_dir():
+            raise ValueError(f"{output.path}: directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ValueError(f"{output.path}: cannot create files in {directory}")
+
+
 def reload_argv(value: object) -> tuple[str, ...]:
     """The reload command as an argv list; a string is refused (it would need a shell)."""
     if not isinstance(value, list) or not all(isinstance(arg, str) and arg for arg in value):
@@ -187,7 +197,7 @@ def _output(entry: object, base: Path) -> MapOutput:
         )
     if "path" not in entry:
         raise ValueError("[[adapters.mapfile.outputs]] needs a path")
-    actions = entry.get("actions", sorted(ADDRESS_ACTIONS))
+    actions = entry.get("actions", sorted(MAP_ADDRESS_ACTIONS))
     if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
         raise ValueError("actions must be a list of action names")
     fmt = str(entry.get("format", "postfix-texthash"))
@@ -441,7 +451,7 @@ async def run_reload(argv: Sequence[str], timeout: float) -> ReloadResult:
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         return ReloadResult(False, f"did not finish in {timeout:g} s")
-    text = output.decode("utf-8", "replace").strip()[:OUTPUT_LIMIT]
+    text = output.decode("utf-8", "replace").strip()[:RELOAD_OUTPUT_LIMIT]
     if process.returncode != 0:
         return ReloadResult(False, f"exited {process.returncode}: {text}")
     return ReloadResult(True, text)
@@ -461,6 +471,12 @@ class MapfileMetrics:
         self.writes = Counter(
             "mailwarden_adapter_mapfile_writes",
             "Map files replaced because their content changed.",
+            ["path"],
+            registry=registry,
+        )
+        self.write_failures = Counter(
+            "mailwarden_adapter_mapfile_write_failures",
+            "Attempts to replace a map file that failed (retried every check_interval).",
             ["path"],
             registry=registry,
         )
@@ -508,6 +524,7 @@ class MapfileWriter:
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.writes = 0
+        self.write_failures = 0
         self.skipped: dict[str, int] = {}
 
     async def sync(self) -> bool:
@@ -523,7 +540,15 @@ class MapfileWriter:
                 self.metrics.entries.labels(str(output.path)).set(rendered.entries)
             if rendered.text == self._written[output.path]:
                 continue
-            write_atomically(output.path, rendered.text)
+            try:
+                write_atomically(output.path, rendered.text)
+            except OSError as exc:
+                # Left as it was; the next tick tries again.
+                self.write_failures += 1
+                if self.metrics is not None:
+                    self.metrics.write_failures.labels(str(output.path)).inc()
+                log.error("cannot write %s: %s", output.path, exc)
+                continue
             self._written[output.path] = rendered.text
             self.writes += 1
             replaced = True
@@ -534,22 +559,37 @@ class MapfileWriter:
             self._reload_due = True
             self._retry_delay = self._retry_initial
             self._retry_at = 0.0
-        if self._reload_due and time.monotonic() >= self._retry_at:
-            await self._reload()
+        await self.reload_if_due()
         return replaced
 
+    async def reload_if_due(self) -> None:
+        """Run the reload command if a change awaits one and no backoff holds it."""
+        if self._reload_due and time.monotonic() >= self._retry_at:
+            await self._reload()
+
     async def run(self, control: ControlConsumer | None) -> None:
-        """Sync after catching up, then on every change and every ``check_interval``."""
+        """Sync after catching up, then on every change and expiry.
+
+        Wakes every ``check_interval`` and at the next expiry; renders only
+        when the set may have changed, so a skipped subject is not logged
+        again every second.
+        """
         if control is not None:
             await control.wait_caught_up()
+        await self.sync()
         while True:
-            await self.sync()
             next_expiry = self.active.next_expiry()
             wait = self.settings.check_interval
             if next_expiry is not None:
                 wait = min(wait, max(0.0, next_expiry - self._clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.active.changed.wait(), wait)
+            next_expiry = self.active.next_expiry()
+            expired = next_expiry is not None and next_expiry <= self._clock()
+            if self.active.changed.is_set() or expired:
+                await self.sync()
+            else:
+                await self.reload_if_due()
 
     async def _reload(self) -> None:
         argv = self.settings.reload_command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import stat
@@ -15,6 +17,7 @@ import pytest
 
 from models.commands import Command
 from models.enforcement import DEFAULT_SMTP_RESPONSES
+from streams.adapters.control import ControlConsumer
 from streams.adapters.mapfile import (
     HEADER,
     InvalidSubject,
@@ -23,6 +26,7 @@ from streams.adapters.mapfile import (
     MapOutput,
     TrackedCommands,
     account_key,
+    check_outputs,
     mapfile_overrides,
     mapfile_settings,
     render,
@@ -368,3 +372,97 @@ async def test_postfix_reads_the_written_tables(tmp_path: Path, sign: SignComman
     assert query("2001:db8::5", f"cidr:{cidr.path}") == "REJECT v6"
     assert query("203.0.113.1", f"cidr:{cidr.path}") == "rc=1"
     assert query("ALICE@example.org", f"texthash:{sasl.path}") == "REJECT burst"
+
+
+async def test_a_failed_write_is_counted_and_retried(tmp_path: Path, sign: SignCommand) -> None:
+    argv, marker = recorder(tmp_path)
+    blocker = tmp_path / "maps"
+    blocker.write_text("a file where the directory should be", encoding="ascii")
+    active = tracked(sign("block_ip", "192.0.2.7", "ip", issued=NOW - 10))
+    output = MapOutput(blocker / "client_access", "list")
+    writer = writer_for(tmp_path, active, output, argv=argv)
+    assert not await writer.sync()
+    assert writer.write_failures == 1 and reload_lines(marker) == []
+    blocker.unlink()
+    blocker.mkdir()
+    assert await writer.sync()
+    assert output.path.read_text(encoding="ascii") == HEADER + "192.0.2.7\n"
+    assert len(reload_lines(marker)) == 1
+
+
+def test_outputs_in_a_missing_directory_are_refused_at_start(tmp_path: Path) -> None:
+    settings = MapfileSettings(outputs=(MapOutput(tmp_path / "nowhere" / "map"),))
+    with pytest.raises(ValueError, match="does not exist"):
+        check_outputs(settings)
+    check_outputs(MapfileSettings(outputs=(MapOutput(tmp_path / "map"),)))
+
+
+async def test_running_writer_drops_expired_entries_without_any_new_record(
+    tmp_path: Path, sign: SignCommand
+) -> None:
+    now = time.time()
+    active = TrackedCommands(KEY)
+    active.apply(sign("block_ip", "192.0.2.7", "ip", issued=now - 10, duration=11.5).to_json())
+    output = MapOutput(tmp_path / "m", "list")
+    writer = MapfileWriter(active, MapfileSettings(outputs=(output,), check_interval=5.0))
+    task = asyncio.create_task(writer.run(None))
+    try:
+        deadline = time.monotonic() + 10
+        while read_text(output.path) != HEADER + "192.0.2.7\n":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        # The loop wakes at the expiry itself, not only every check_interval.
+        while read_text(output.path) != HEADER:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert time.time() - now < 4.0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_files_are_left_alone_until_the_control_topic_is_read(
+    tmp_path: Path, sign: SignCommand
+) -> None:
+    output = MapOutput(tmp_path / "m", "list")
+    output.path.write_text("198.51.100.1\n", encoding="ascii")
+    active = tracked(sign("block_ip", "192.0.2.7", "ip", issued=NOW - 10))
+    # A broker nobody listens on: the consumer never catches up.
+    control = ControlConsumer(active, "127.0.0.1:9", "mail.control")
+    writer = writer_for(tmp_path, active, output)
+    task = asyncio.create_task(writer.run(control))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert output.path.read_text(encoding="ascii") == "198.51.100.1\n"
+
+
+async def test_running_writer_renders_only_after_a_change(
+    tmp_path: Path, sign: SignCommand
+) -> None:
+    argv, marker = recorder(tmp_path)
+    active = tracked(sign("suspend_smtp", "bad name@example.org", issued=NOW - 10))
+    output = MapOutput(tmp_path / "m", "list", frozenset({"suspend_smtp"}))
+    settings = MapfileSettings(outputs=(output,), reload_command=tuple(argv), check_interval=0.05)
+    writer = MapfileWriter(active, settings, clock=lambda: NOW)
+    task = asyncio.create_task(writer.run(None))
+    try:
+        await asyncio.sleep(0.5)
+        assert writer.skipped == {"bad account characters": 1}
+        active.apply(sign("suspend_smtp", "ok@example.org", issued=NOW - 5).to_json(), NOW)
+        deadline = time.monotonic() + 10
+        while len(reload_lines(marker)) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert writer.skipped == {"bad account characters": 2}
+        assert read_text(output.path) == HEADER + "ok@example.org\n"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(encoding="ascii") if path.exists() else ""
