@@ -45,11 +45,15 @@ cost of skipping the dict's deleted slots amortised). Eviction forgets
 everything about a key, its quiet period included, so under memory pressure
 a rule may fire again for a key early. Keys whose window has passed are
 dropped when touched, and by a sweep that runs each time event time has
-advanced by one window length; the sweep drops keys idle for two window
-lengths (one of idleness, one of tolerated disorder), so that an event that
-arrives late, but inside its key's window, still finds the key's earlier
-events. The sweep never drops a key whose ``quiet_until`` (the event time
-until which the owning rule stays silent for it) lies ahead. Every key that
+advanced by one window length; the sweep drops keys idle for one window length
+plus the tolerated disorder (``disorder``, one hour by default, and at least
+one window), so that an event that arrives late, but inside its key's window,
+still finds the key's earlier events. The disorder is that large because a
+worker reads several partitions that can be far apart in event time (a
+backlog, a restart): the newest event of one partition must not sweep away
+the live window of a key whose partition lags behind. The sweep never drops a
+key whose ``quiet_until`` (the event time until which the owning rule stays
+silent for it) lies ahead. Every key that
 was changed, evicted or expired is recorded in ``touched`` so that callers
 can write or delete its exported state.
 
@@ -59,6 +63,7 @@ the store forget keys early. Parsers are expected to refuse absurd stamps.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,6 +74,9 @@ from typing import Any
 # attacker-controlled (user names), and two values this long that differ only
 # further on are not worth telling apart.
 VALUE_CHARS = 256
+# Event-time lag between the partitions one worker reads that the sweep
+# tolerates before it forgets an idle key (seconds).
+TOLERATED_DISORDER = 3600.0
 # A distinct value maps to ``last bucket << TALLY_BITS | tally``.
 TALLY_BITS = 24
 TALLY_MAX = (1 << TALLY_BITS) - 1
@@ -152,10 +160,20 @@ class WindowStore:
     ``name`` identifies the store in exported state (``{name: key state}``).
     """
 
-    def __init__(self, spec: WindowSpec, max_keys: int, name: str = "") -> None:
+    def __init__(
+        self,
+        spec: WindowSpec,
+        max_keys: int,
+        name: str = "",
+        disorder: float = TOLERATED_DISORDER,
+    ) -> None:
         if max_keys <= 0:
             raise ValueError("max_keys must be positive")
+        if disorder < 0:
+            raise ValueError("disorder must not be negative")
         self.name = name
+        # Buckets a key may stay idle beyond its window before a sweep drops it.
+        self._idle_buckets = max(spec.buckets, math.ceil(disorder / spec.bucket_seconds))
         self.spec = spec
         self.max_keys = max_keys
         self.stats = StoreStats()
@@ -348,7 +366,7 @@ class WindowStore:
         return sorted(t for t in window.times or () if t >= start)
 
     def sweep(self, now: float) -> None:
-        """Drop keys idle for two windows before ``now`` and not in a quiet period.
+        """Drop keys idle for a window plus the disorder before ``now``, unless quiet.
 
         Scans from the front (idle the longest) and stops at the first key
         still live, so the cost follows what expires. An idle key kept for
@@ -356,7 +374,7 @@ class WindowStore:
         scan it again and again.
         """
         self._next_sweep = now + self.spec.seconds
-        oldest_live = self.spec.bucket_of(now) - 2 * self.spec.buckets
+        oldest_live = self.spec.bucket_of(now) - self.spec.buckets - self._idle_buckets
         expired: list[str] = []
         kept: list[str] = []
         keys = self._keys

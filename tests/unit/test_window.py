@@ -119,7 +119,7 @@ def test_lru_follows_the_last_event_time() -> None:
 
 
 def test_sweep_drops_idle_keys_by_event_time_but_not_quiet_ones() -> None:
-    store = WindowStore(spec(), max_keys=100)
+    store = WindowStore(spec(), max_keys=100, disorder=0)
     store.observe("idle", T0)
     quiet = store.observe("quiet", T0)
     assert quiet is not None
@@ -132,6 +132,18 @@ def test_sweep_drops_idle_keys_by_event_time_but_not_quiet_ones() -> None:
     assert store.touched == {"idle", "other"}
     store.observe("other", T0 + 3700)
     assert "quiet" not in store
+
+
+def test_a_partition_far_ahead_in_event_time_does_not_sweep_a_live_window() -> None:
+    """One worker reads partitions that lag each other: a backlog, a restart."""
+    store = WindowStore(spec(), max_keys=100)
+    for second in range(20):
+        store.observe("lagging", T0 + second, (1,))
+    store.observe("ahead", T0 + 1200, (1,))  # another partition, 20 minutes further
+    window = store.observe("lagging", T0 + 21, (1,))
+    assert window is not None and store.total(window, 0) == 21
+    store.observe("other", T0 + 1200 + 3600 + 200, (1,))  # beyond the tolerated disorder
+    assert "lagging" not in store
 
 
 def test_sweep_keeps_a_key_that_a_late_event_may_still_reach() -> None:
