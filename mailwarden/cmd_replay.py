@@ -16,6 +16,7 @@ replays already parsed events (``mailwarden parse`` output, a dump of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import heapq
@@ -32,7 +33,7 @@ from typing import IO, TYPE_CHECKING
 import click
 import orjson
 
-from mailwarden.config import ConfigError, load_config
+from mailwarden.config import Config, ConfigError, load_config
 from mailwarden.geoip import GeoipError, open_geo
 from models.alerts import Alert
 from models.commands import Command
@@ -216,6 +217,11 @@ def _breakdown(counter: Counter[str]) -> str:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write each line that could not be parsed, with its origin and reason, here.",
 )
+@click.option(
+    "--to-kafka",
+    is_flag=True,
+    help="Publish the events to the events topic (config's broker) instead of detecting.",
+)
 def replay(
     files: tuple[Path, ...],
     policy_path: Path | None,
@@ -225,14 +231,22 @@ def replay(
     year: int | None,
     input_format: str,
     unparsed_path: Path | None,
+    to_kafka: bool,
 ) -> None:
-    """Replay historic logs through the detector; print alerts and commands as JSON lines."""
+    """Replay historic logs through the detector; print alerts and commands as JSON lines.
+
+    With --to-kafka the parsed events go to the events topic in event-time
+    order instead, for a running worker to decide on.
+    """
     try:
         config = load_config(config_path)
         policy_file = policy_path or config.policy_path
         policy = load_policy(policy_file)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if to_kafka:
+        _publish(config, files, input_format, host, timezone, year, unparsed_path)
+        return
     click.echo(f"replay: policy {policy_file or '(built-in defaults)'}", err=True)
     key = config.signing_key
     if not key:
@@ -260,6 +274,46 @@ def replay(
             return
         elapsed = time.perf_counter() - started
     click.echo(summary_table(counts, detector, elapsed), err=True)
+
+
+def _publish(
+    config: Config,
+    files: tuple[Path, ...],
+    input_format: str,
+    host: str | None,
+    timezone: str | None,
+    year: int | None,
+    unparsed_path: Path | None,
+) -> None:
+    from aiokafka.errors import KafkaError
+
+    from streams.replay_publisher import publish_events
+    from streams.topics import TopicError
+
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(unparsed_path.open("wb")) if unparsed_path else None
+        counts = ReplayCounts(unparsed_sink=sink)
+        streams = event_streams(
+            files, input_format, host, timezone or config.timezone, year, counts
+        )
+        merged = heapq.merge(*streams, key=_event_time)
+        started = time.perf_counter()
+        try:
+            sent = asyncio.run(
+                publish_events(
+                    config.kafka.bootstrap, config.topics, config.kafka.partitions, merged
+                )
+            )
+        except (TopicError, KafkaError) as exc:
+            raise click.ClickException(
+                f"cannot publish to {config.kafka.bootstrap}: {exc}"
+            ) from exc
+        elapsed = time.perf_counter() - started
+    click.echo(
+        f"replay: published {sent} events to {config.topics.events} on "
+        f"{config.kafka.bootstrap} in {elapsed:.1f} s; {counts.unparsed} lines unparsed",
+        err=True,
+    )
 
 
 def _run(detector: Detector, streams: list[Iterator[Event]], counts: ReplayCounts) -> bool:
