@@ -17,13 +17,15 @@ import re
 import sys
 from dataclasses import dataclass
 
+from models.events import normalize_account
+
 
 def account_key(user: str) -> str | None:
     """The normalized account name, or None when nothing is left of it.
 
     Interned, so that the many stores holding one account share one string.
     """
-    key = user.strip().casefold()
+    key = normalize_account(user)
     return sys.intern(key) if key else None
 
 
