@@ -40,43 +40,43 @@ ORIGIN_PATH = "fuzz.log"
 MAX_LINES = 64
 
 SEEDS = (
-    "Nov 27 05:43:07 mail postfix/submission/smtpd[17022]: connect from unknown[127.0.0.21]",
-    "Nov 27 05:43:07 mail postfix/submission/smtpd[17022]: Anonymous TLS connection established "
-    "from unknown[127.0.0.21]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
-    "Nov 27 05:43:07 auth: Info: passwd-file(alice@mailwarden.test,127.0.0.21): Password mismatch",
-    "Nov 27 05:43:09 mail postfix/submission/smtpd[17022]: warning: unknown[127.0.0.21]: SASL "
-    "PLAIN authentication failed: (reason unavailable), sasl_username=alice@mailwarden.test",
-    "Nov 27 05:43:09 mail postfix/submission/smtpd[17022]: disconnect from unknown[127.0.0.21] "
+    "Nov 27 09:13:07 mail postfix/submission/smtpd[4242]: connect from unknown[192.0.2.21]",
+    "Nov 27 09:13:07 mail postfix/submission/smtpd[4242]: Anonymous TLS connection established "
+    "from unknown[192.0.2.21]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+    "Nov 27 09:13:07 auth: Info: passwd-file(alice@example.org,192.0.2.21): Password mismatch",
+    "Nov 27 09:13:09 mail postfix/submission/smtpd[4242]: warning: unknown[192.0.2.21]: SASL "
+    "PLAIN authentication failed: (reason unavailable), sasl_username=alice@example.org",
+    "Nov 27 09:13:09 mail postfix/submission/smtpd[4242]: disconnect from unknown[192.0.2.21] "
     "ehlo=2 starttls=1 auth=0/1 quit=1 commands=4/5",
-    "Nov 27 05:42:55 mail postfix/submission/smtpd[17022]: 1F0E22121C7: client=unknown[127.0.0.11]"
-    ", sasl_method=PLAIN, sasl_username=alice@mailwarden.test",
-    "Nov 27 05:42:55 mail postfix/qmgr[17001]: 1F0E22121C7: from=<alice@mailwarden.test>, "
+    "Nov 27 09:12:55 mail postfix/submission/smtpd[4242]: 3A1B2C3D4E5: client=unknown[192.0.2.11]"
+    ", sasl_method=PLAIN, sasl_username=alice@example.org",
+    "Nov 27 09:12:55 mail postfix/qmgr[4201]: 3A1B2C3D4E5: from=<alice@example.org>, "
     "size=568, nrcpt=1 (queue active)",
-    "Nov 27 05:42:55 mail postfix/smtp[17128]: 1F0E22121C7: to=<ok1@example.net>, relay=127.0.0.1"
+    "Nov 27 09:12:55 mail postfix/smtp[4312]: 3A1B2C3D4E5: to=<ok1@example.net>, relay=127.0.0.1"
     "[127.0.0.1]:24026, delay=0.02, delays=0.01/0.01/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
-    "Nov 27 05:44:07 mail postfix/smtpd[17018]: NOQUEUE: reject: RCPT from unknown[127.0.0.25]: "
+    "Nov 27 09:14:07 mail postfix/smtpd[4300]: NOQUEUE: reject: RCPT from unknown[192.0.2.25]: "
     "554 5.7.1 <victim@example.net>: Relay access denied; from=<stranger@example.org> "
-    "to=<victim@example.net> proto=ESMTP helo=<client127-0-0-25.example>",
-    "Nov 27 05:44:39 auth: Info: passwd-file(alice@mailwarden.test,127.0.0.51,<G8xYjjth2eB/AAAz>)"
+    "to=<victim@example.net> proto=ESMTP helo=<client192-0-2-25.example>",
+    "Nov 27 09:14:39 auth: Info: passwd-file(alice@example.org,192.0.2.51,<Zm9vYmFyYmF6MTIz>)"
     ": Password mismatch",
-    "Nov 27 05:44:41 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 "
-    "attempts in 2 secs): user=<alice@mailwarden.test>, method=PLAIN, rip=127.0.0.51, "
-    "lip=127.0.0.1, session=<G8xYjjth2eB/AAAz>",
-    "Nov 27 05:44:32 imap-login: Info: Login: user=<alice@mailwarden.test>, method=PLAIN, "
-    "rip=127.0.0.41, lip=127.0.0.1, mpid=17745, session=<sKHnjTthy79/AAAp>",
+    "Nov 27 09:14:41 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 "
+    "attempts in 2 secs): user=<alice@example.org>, method=PLAIN, rip=192.0.2.51, "
+    "lip=127.0.0.1, session=<Zm9vYmFyYmF6MTIz>",
+    "Nov 27 09:14:32 imap-login: Info: Login: user=<alice@example.org>, method=PLAIN, "
+    "rip=192.0.2.41, lip=127.0.0.1, mpid=4377, session=<cXV1eHF1dXg0NTY>",
     "Jul 02 13:49:32 hostname dovecot[442]: dovecot: auth(default): pam(account@example.com,"
-    "200.76.17.206): pam_authenticate() failed: User not known to the underlying "
+    "198.51.100.206): pam_authenticate() failed: User not known to the underlying "
     "authentication module: 2 Time(s)",
-    "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: "
-    "Password mismatch (given password: XxxxXXxx123)",
-    "@400000004c91b044077a9e94 dovecot-auth: pam_unix(dovecot:auth): authentication failure; "
-    "logname= uid=0 euid=0 tty=dovecot ruser=root rhost=176.61.140.225  user=root",
-    "Nov 27 05:43:09 mail saslauthd[1234]: do_auth         : auth failure: [user=bob] "
+    "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<TWFpbHdhcmRlbjAx>: Info: sql: "
+    "Password mismatch (given password: Example-Secret-1)",
+    "@4000000069b3a1c2077a9e94 dovecot-auth: pam_unix(dovecot:auth): authentication failure; "
+    "logname= uid=0 euid=0 tty=dovecot ruser=root rhost=203.0.113.225  user=root",
+    "Nov 27 09:13:09 mail saslauthd[1234]: do_auth         : auth failure: [user=bob] "
     "[service=smtp] [realm=example.org] [mech=pam] [reason=PAM auth error]",
-    "Jul 11 03:06:37 myhostname roundcube: IMAP Error: Login failed for admin from 1.2.3.4. "
-    "AUTHENTICATE PLAIN: A0002 NO Login failed. in rcube_imap.php on line 205",
-    "2024-12-31T06:56:17.784598+01:00 mail dovecot: auth-worker(10377): conn unix:auth-worker "
-    "(pid=919,uid=112): auth-worker<1>: sql(testing@example.com,192.168.1.1): unknown user",
+    "Jul 11 09:16:37 mx2 roundcube: IMAP Error: Login failed for postmaster from 198.51.100.4. "
+    "AUTHENTICATE PLAIN: A0002 NO Login failed. in rcube_imap.php on line 200",
+    "2026-12-31T09:56:17.123456+01:00 mx3 dovecot: auth-worker(4377): conn unix:auth-worker "
+    "(pid=4019,uid=110): auth-worker<1>: sql(nobody@example.com,203.0.113.9): unknown user",
 )
 
 
