@@ -126,7 +126,8 @@ async def _watch_decisions(bootstrap: str, topics: Topics, expected: set[str]) -
                         seen.add(f"{doc['action']}:{doc['subject']}")
                         click.secho(
                             f"  COMMAND {doc['action']:<16} {doc['subject_type']} "
-                            f"{doc['subject']}  until {doc['expires_at']}  (rule {doc['rule']})",
+                            f"{doc['subject']}  until {doc['expires_at']}  "
+                            f"(rule {doc['rule']}, ref {doc['id'][:8]})",
                             fg="red",
                         )
     finally:

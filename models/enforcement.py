@@ -26,6 +26,13 @@ Accounts compare case-insensitively (``casefold`` after ``strip``). IP
 subjects are parsed with :mod:`ipaddress` (an IPv4-mapped IPv6 address is
 its IPv4 address); ``prefix`` subjects are networks that contain the
 addresses they block.
+
+What a refused client is told is not the command's ``reason``: that is the
+rule's audit text (counts, windows, thresholds), for analysts, and would
+teach an attacker how to stay under the limits. :class:`ClientReplies` makes
+the text the client sees: a fixed phrase per action and a reference (the
+first characters of the command id, which the alert and `mail.control`
+carry), e.g. ``account suspended (ref 7b43e346)``.
 """
 
 from __future__ import annotations
@@ -68,13 +75,20 @@ DEFAULT_SMTP_RESPONSES: Final[Mapping[str, Verdict]] = {
     "suspend_login": "REJECT",
     "block_ip": "REJECT",
 }
-# Said to the client when a command's own reason is empty after sanitizing.
-FALLBACK_REASONS: Final[Mapping[str, str]] = {
+# What a refused client is told per action, before the reference.
+DEFAULT_REPLY_TEXTS: Final[Mapping[str, str]] = {
     "suspend_smtp": "account suspended",
     "suspend_login": "account suspended",
     "block_ip": "client address blocked",
 }
+REFUSED_TEXT: Final = "refused"
 REASON_LIMIT: Final = 120
+# Characters of the command id in a reply: enough for support to find the
+# command among a day's worth, short enough to read over the phone.
+REF_LENGTH: Final = 8
+# " (ref 7b43e346)": what a reply keeps free for the reference.
+_REF_ROOM: Final = len(" (ref )") + REF_LENGTH
+REPLY_TEXT_LIMIT: Final = REASON_LIMIT - _REF_ROOM
 
 # verify_command's messages carry details (a JSON error, a field name); the
 # counters keep only the kind, so that their label set stays bounded.
@@ -120,14 +134,15 @@ class Applied:
 
 @dataclass(slots=True, frozen=True)
 class Decision:
-    """An answer for an MTA: ``action`` and a ``reason`` safe to send on the wire.
+    """An answer for an MTA: ``action`` and the ``reply`` text for the client.
 
-    ``command`` is the command behind a refusal, for logs; ``DUNNO`` means
-    "no objection" (for Dovecot: allow).
+    ``reply`` is safe to send on the wire (see :class:`ClientReplies`);
+    ``command`` is the command behind a refusal, whose ``reason`` and ``id``
+    are for logs. ``DUNNO`` means "no objection" (for Dovecot: allow).
     """
 
     action: Verdict
-    reason: str = ""
+    reply: str = ""
     command: Command | None = None
 
     @property
@@ -141,14 +156,57 @@ NO_OBJECTION: Final = Decision("DUNNO")
 def sanitize_reason(text: str, limit: int = REASON_LIMIT) -> str:
     """Printable ASCII on one line, at most ``limit`` characters.
 
-    Reasons end up in SMTP replies and IMAP/POP3 responses; a subject taken
-    from a log (an account name, say) must not be able to add a line there.
+    Replies end up in SMTP and IMAP/POP3 responses and in map files; text
+    taken from a log (an account name in a rule's reason, say) must not be
+    able to add a line there.
     """
     printable = "".join(ch if " " <= ch <= "~" else " " for ch in text)
     collapsed = " ".join(printable.split())
     if len(collapsed) <= limit:
         return collapsed
     return collapsed[: limit - 3].rstrip() + "..."
+
+
+@dataclass(slots=True, frozen=True)
+class ClientReplies:
+    """What a refused client is told: the action's phrase and a reference.
+
+    ``texts`` maps an action to its phrase; each must already be one short
+    line of printable ASCII, and is refused otherwise rather than silently
+    rewritten. With ``rule_reason`` the command's own reason (sanitized)
+    replaces the phrase, for relays whose clients are all trusted; the
+    reference is kept either way.
+    """
+
+    texts: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REPLY_TEXTS))
+    rule_reason: bool = False
+
+    def __post_init__(self) -> None:
+        for action, text in self.texts.items():
+            if action not in SMTP_ACTIONS:
+                raise ValueError(
+                    f"reply text for unknown action {action!r}; known: {', '.join(SMTP_ACTIONS)}"
+                )
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"reply text for {action} must be a non-empty string")
+            if sanitize_reason(text, REPLY_TEXT_LIMIT) != text:
+                raise ValueError(
+                    f"reply text for {action} must be printable ASCII on one line, without "
+                    f"repeated or surrounding spaces, at most {REPLY_TEXT_LIMIT} characters: "
+                    f"{text!r}"
+                )
+
+    def reply(self, command: Command) -> str:
+        """One printable ASCII line of at most REASON_LIMIT characters."""
+        ref = f"(ref {sanitize_reason(command.id)[:REF_LENGTH]})"
+        room = REASON_LIMIT - len(ref) - 1
+        text = sanitize_reason(command.reason, room) if self.rule_reason else ""
+        return f"{text or self.texts.get(command.action, REFUSED_TEXT)} {ref}"
+
+
+def client_replies(overrides: Mapping[str, str], *, rule_reason: bool = False) -> ClientReplies:
+    """The default reply texts with ``overrides`` applied, validated."""
+    return ClientReplies({**DEFAULT_REPLY_TEXTS, **overrides}, rule_reason)
 
 
 def normalize_account(name: str) -> str:
@@ -198,12 +256,16 @@ class ActiveCommands:
     """The commands in force, rebuilt from `mail.control` records."""
 
     def __init__(
-        self, signing_key: bytes, smtp_responses: Mapping[str, Verdict] | None = None
+        self,
+        signing_key: bytes,
+        smtp_responses: Mapping[str, Verdict] | None = None,
+        replies: ClientReplies | None = None,
     ) -> None:
         if not signing_key:
             raise ValueError("a signing key is required to verify commands")
         self._key = signing_key
         self._responses: dict[str, Verdict] = dict(smtp_responses or DEFAULT_SMTP_RESPONSES)
+        self.replies = replies or ClientReplies()
         self._active: dict[Slot, Command] = {}
         # Issued time of the latest release or expired command per emptied slot.
         self._floor: dict[Slot, float] = {}
@@ -367,7 +429,7 @@ class ActiveCommands:
         for command in found:
             verdict = self._responses[command.action]
             if _STRENGTH[verdict] > _STRENGTH[best.action]:
-                best = Decision(verdict, _public_reason(command), command)
+                best = Decision(verdict, self.replies.reply(command), command)
         return best
 
     def decide_login(self, login: str, remote: str, now: float) -> Decision:
@@ -380,11 +442,7 @@ class ActiveCommands:
         )
         if command is None:
             return NO_OBJECTION
-        return Decision("REJECT", _public_reason(command), command)
-
-
-def _public_reason(command: Command) -> str:
-    return sanitize_reason(command.reason) or FALLBACK_REASONS.get(command.action, "refused")
+        return Decision("REJECT", self.replies.reply(command), command)
 
 
 def _leading_bits(address: Address, length: int) -> int:

@@ -221,7 +221,9 @@ def mapfile(
         check_outputs(mapfile_config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    active = TrackedCommands(config.require_signing_key(), settings.smtp_responses)
+    active = TrackedCommands(
+        config.require_signing_key(), settings.smtp_responses, settings.replies
+    )
     control = ControlConsumer(
         active, config.kafka.bootstrap, config.topics.control, client_id="mailwarden-mapfile"
     )

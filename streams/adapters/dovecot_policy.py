@@ -7,8 +7,9 @@ it. The body holds the ``auth_policy_request_attributes`` (``login``,
 ``success`` and ``policy_reject``.
 
 - ``allow``: :meth:`ActiveCommands.decide_login`; a suspended login or a
-  blocked address gets ``{"status": -1, "msg": "<reason>"}`` (Dovecot refuses
-  the login and shows the reason to the client), anything else
+  blocked address gets ``{"status": -1, "msg": "<reply>"}`` (Dovecot refuses
+  the login and shows the reply, e.g. ``account suspended (ref 7b43e346)``,
+  to the client), anything else
   ``{"status": 0, "msg": ""}``. SMTP AUTH through Postfix's Dovecot SASL
   arrives here too, with ``protocol: "smtp"``.
 - ``report``: always ``{"status": 0, "msg": ""}``; the report becomes an
@@ -198,15 +199,16 @@ class DovecotPolicyServer:
             return ALLOW_OK, "DUNNO"
         command = decision.command
         log.info(
-            "refused login=%r remote=%r protocol=%r: %s (rule %s, id %s)",
+            "refused login=%r remote=%r protocol=%r: %s (rule %s, id %s, reason %r)",
             login,
             remote,
             _text(body, "protocol"),
-            decision.reason,
+            decision.reply,
             command.rule if command else "",
             command.id if command else "",
+            command.reason if command else "",
         )
-        return {"status": -1, "msg": decision.reason}, "REJECT"
+        return {"status": -1, "msg": decision.reply}, "REJECT"
 
     def _report(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         self._reports += 1

@@ -10,8 +10,10 @@ command once.
 Trust boundary: subjects come from logs an attacker can write to. Every
 subject is re-validated before it becomes a line (addresses and networks are
 re-formatted from :mod:`ipaddress`; account names must be one plain token that
-a Postfix lookup cannot read as a partial key), and reasons are sanitized to
-one line of printable ASCII. A subject that fails is skipped, counted and
+a Postfix lookup cannot read as a partial key). The text after the verdict
+is the same reply the other adapters give (a generic phrase and a reference
+to the command, one line of printable ASCII), never the rule's reason unless
+the operator asked for it. A subject that fails is skipped, counted and
 logged, never written. The reload command is an argv list from the operator's
 config, run without a shell; nothing from a command ever reaches it.
 
@@ -42,15 +44,14 @@ from prometheus_client import Counter, Gauge
 from models.commands import Command
 from models.enforcement import (
     DEFAULT_SMTP_RESPONSES,
-    FALLBACK_REASONS,
     ActiveCommands,
     Address,
     Applied,
+    ClientReplies,
     Network,
     Verdict,
     normalize_account,
     parse_address,
-    sanitize_reason,
 )
 from streams.adapters.control import ControlConsumer
 from streams.adapters.metrics import AdapterMetrics, start_metrics_server
@@ -227,9 +228,12 @@ class TrackedCommands(ActiveCommands):
     """
 
     def __init__(
-        self, signing_key: bytes, smtp_responses: Mapping[str, Verdict] | None = None
+        self,
+        signing_key: bytes,
+        smtp_responses: Mapping[str, Verdict] | None = None,
+        replies: ClientReplies | None = None,
     ) -> None:
-        super().__init__(signing_key, smtp_responses)
+        super().__init__(signing_key, smtp_responses, replies)
         self.responses: dict[str, Verdict] = dict(smtp_responses or DEFAULT_SMTP_RESPONSES)
         self._held: dict[Key, Command] = {}
         self.changed = asyncio.Event()
@@ -294,7 +298,7 @@ class _Line:
     sort_key: tuple[Any, ...]
     key: str
     verdict: Verdict
-    reason: str
+    reply: str
 
 
 def account_key(subject: str) -> str:
@@ -350,7 +354,10 @@ def address_key(command: Command, fmt: Format) -> tuple[tuple[Any, ...], str]:
 
 
 def render(
-    output: MapOutput, commands: Sequence[Command], responses: Mapping[str, Verdict]
+    output: MapOutput,
+    commands: Sequence[Command],
+    responses: Mapping[str, Verdict],
+    replies: ClientReplies,
 ) -> Rendered:
     """The file for ``output``: sorted, one line per key, the strongest verdict per key."""
     skipped: dict[str, int] = {}
@@ -359,7 +366,7 @@ def render(
         if command.action not in output.actions:
             continue
         try:
-            line = _line(output.format, command, responses)
+            line = _line(output.format, command, responses, replies)
         except InvalidSubject as exc:
             skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
             log.warning("not writing %s to %s: %s", command.action, output.path, exc)
@@ -371,25 +378,26 @@ def render(
     if output.format == "list":
         body = "".join(f"{line.key}\n" for line in ordered)
     else:
-        body = "".join(f"{line.key} {line.verdict} {line.reason}\n" for line in ordered)
+        body = "".join(f"{line.key} {line.verdict} {line.reply}\n" for line in ordered)
     return Rendered(HEADER + body, len(ordered), skipped)
 
 
-def _line(fmt: Format, command: Command, responses: Mapping[str, Verdict]) -> _Line:
+def _line(
+    fmt: Format, command: Command, responses: Mapping[str, Verdict], replies: ClientReplies
+) -> _Line:
     if command.subject_type == "account":
         key = account_key(command.subject)
         sort_key: tuple[Any, ...] = (key,)
     else:
         sort_key, key = address_key(command, fmt)
-    reason = sanitize_reason(command.reason) or FALLBACK_REASONS.get(command.action, "refused")
     verdict = responses.get(command.action, "REJECT")
-    return _Line(sort_key, key, verdict, reason)
+    return _Line(sort_key, key, verdict, replies.reply(command))
 
 
 def _stronger(new: _Line, old: _Line) -> bool:
     if _STRENGTH[new.verdict] != _STRENGTH[old.verdict]:
         return _STRENGTH[new.verdict] > _STRENGTH[old.verdict]
-    return new.reason < old.reason
+    return new.reply < old.reply
 
 
 # -- writing and reloading ------------------------------------------------------
@@ -534,7 +542,7 @@ class MapfileWriter:
         commands = self.active.in_force(now)
         replaced = False
         for output in self.settings.outputs:
-            rendered = render(output, commands, self.active.responses)
+            rendered = render(output, commands, self.active.responses, self.active.replies)
             self._count_skipped(rendered.skipped)
             if self.metrics is not None:
                 self.metrics.entries.labels(str(output.path)).set(rendered.entries)

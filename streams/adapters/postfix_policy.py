@@ -8,7 +8,8 @@ for further requests until it closes it (``smtpd_policy_service_max_idle``,
 
 The answer comes from :meth:`ActiveCommands.decide_smtp` on ``sasl_username``
 and ``client_address``: ``DUNNO`` (no objection, the other restrictions
-decide) or ``REJECT``/``DEFER``/``HOLD`` with a sanitized reason.
+decide) or ``REJECT``/``DEFER``/``HOLD`` with the decision's ``reply``: a
+generic phrase and a reference to the command, never the rule's reason.
 
 Robustness choices (docs/adapters.md):
 
@@ -60,10 +61,10 @@ class PolicyRequest:
 
 
 def reply_for(decision: Decision) -> bytes:
-    """The wire answer: ``action=DUNNO`` or ``action=REJECT reason``, then an empty line."""
+    """The wire answer: ``action=DUNNO`` or ``action=REJECT <reply>``, then an empty line."""
     if decision.action == "DUNNO":
         return b"action=DUNNO\n\n"
-    action = f"{decision.action} {decision.reason}".rstrip()
+    action = f"{decision.action} {decision.reply}".rstrip()
     return f"action={action}\n\n".encode("ascii")
 
 
@@ -133,15 +134,17 @@ class PostfixPolicyServer(TcpService):
         if decision.refuses:
             command = decision.command
             log.info(
-                "%s sasl_username=%r client_address=%r state=%s queue_id=%s: %s (rule %s, id %s)",
+                "%s sasl_username=%r client_address=%r state=%s queue_id=%s: %s "
+                "(rule %s, id %s, reason %r)",
                 decision.action,
                 attributes.get("sasl_username", ""),
                 attributes.get("client_address", ""),
                 attributes.get("protocol_state", ""),
                 attributes.get("queue_id", ""),
-                decision.reason,
+                decision.reply,
                 command.rule if command else "",
                 command.id if command else "",
+                command.reason if command else "",
             )
         return decision
 

@@ -59,7 +59,7 @@ def build_runtime(
     settings: AdapterSettings,
     on_applied: Callable[[Command], None] | None = None,
 ) -> AdapterRuntime:
-    active = ActiveCommands(config.require_signing_key(), settings.smtp_responses)
+    active = ActiveCommands(config.require_signing_key(), settings.smtp_responses, settings.replies)
     control = ControlConsumer(
         active,
         config.kafka.bootstrap,

@@ -6,11 +6,17 @@ It lives in the same TOML file as the broker and topic settings
     [adapters]
     idle_timeout = 330          # seconds; longer than Postfix's 300 s max_idle
     max_connections = 1000
+    reply_with_rule_reason = false   # true: tell clients the rule's reason (internal relays)
 
     [adapters.smtp_responses]   # the Postfix verdict per action: REJECT, DEFER, HOLD, DUNNO
     suspend_smtp = "REJECT"
     suspend_login = "REJECT"
     block_ip = "REJECT"
+
+    [adapters.reply_texts]      # what the client is told, followed by " (ref <id>)"
+    suspend_smtp = "account suspended"
+    suspend_login = "account suspended"
+    block_ip = "client address blocked"
 
     [adapters.postfix_policy]
     listen = "127.0.0.1:10040"
@@ -43,7 +49,13 @@ from pathlib import Path
 from typing import Any
 
 from mailwarden.config import ConfigError
-from models.enforcement import DEFAULT_SMTP_RESPONSES, Verdict, smtp_responses
+from models.enforcement import (
+    DEFAULT_SMTP_RESPONSES,
+    ClientReplies,
+    Verdict,
+    client_replies,
+    smtp_responses,
+)
 from streams.adapters.dovecot_policy import basic_authorization
 from streams.adapters.kick import DEFAULT_DOVEADM, KickSettings
 from streams.adapters.mapfile import MAPFILE_KEYS, MapfileSettings, mapfile_settings
@@ -51,7 +63,13 @@ from streams.adapters.socketmap import DEFAULT_ISOLATION_TRANSPORT, validate_tra
 from streams.adapters.tcp import ConnectionLimits, parse_listen
 
 SECTIONS = {
-    "": {"idle_timeout", "max_connections", "smtp_responses"},
+    "": {
+        "idle_timeout",
+        "max_connections",
+        "smtp_responses",
+        "reply_texts",
+        "reply_with_rule_reason",
+    },
     "postfix_policy": {"listen"},
     "socketmap": {"listen", "isolation_transport"},
     "dovecot_policy": {
@@ -72,6 +90,7 @@ class AdapterSettings:
     smtp_responses: Mapping[str, Verdict] = field(
         default_factory=lambda: dict(DEFAULT_SMTP_RESPONSES)
     )
+    replies: ClientReplies = field(default_factory=ClientReplies)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     postfix_policy_listen: str = "127.0.0.1:10040"
     socketmap_listen: str = "127.0.0.1:10041"
@@ -115,6 +134,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
     defaults = AdapterSettings()
     try:
         responses = smtp_responses(_table(section, "smtp_responses"))
+        replies = _client_replies(section)
         limits = ConnectionLimits(
             idle_timeout=float(section.get("idle_timeout", defaults.limits.idle_timeout)),
             max_connections=int(section.get("max_connections", defaults.limits.max_connections)),
@@ -141,6 +161,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         raise ConfigError("[adapters] idle_timeout and max_connections must be positive")
     return AdapterSettings(
         smtp_responses=responses,
+        replies=replies,
         limits=limits,
         postfix_policy_listen=listens[0],
         socketmap_listen=listens[1],
@@ -150,6 +171,13 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         kick=kick,
         mapfile=mapfile,
     )
+
+
+def _client_replies(section: Mapping[str, Any]) -> ClientReplies:
+    rule_reason = section.get("reply_with_rule_reason", False)
+    if not isinstance(rule_reason, bool):
+        raise ValueError("reply_with_rule_reason must be true or false")
+    return client_replies(_table(section, "reply_texts"), rule_reason=rule_reason)
 
 
 def _kick_settings(dovecot: Mapping[str, Any], base: Path) -> KickSettings | None:

@@ -9,7 +9,7 @@ Maps (the ``name`` in ``socketmap:inet:127.0.0.1:10041:<name>``):
 
 ``sasl_access``
     For ``check_sasl_access``: the key is the SASL login name. A suspended
-    account (``suspend_smtp``, ``suspend_login``) gives ``OK REJECT <reason>``
+    account (``suspend_smtp``, ``suspend_login``) gives ``OK REJECT <reply>``
     (or the configured HOLD/DEFER verdict), anything else ``NOTFOUND``.
 ``sender_transport``
     For ``sender_dependent_default_transport_maps``: the key is the envelope
@@ -119,8 +119,17 @@ class SocketmapServer(TcpService):
             decision = self.active.decide_smtp(key, "", self._clock())
             if not decision.refuses:
                 return "NOTFOUND "
-            log.info("sasl_access %r: %s %s", key, decision.action, decision.reason)
-            return f"OK {decision.action} {decision.reason}".rstrip()
+            command = decision.command
+            log.info(
+                "sasl_access %r: %s %s (rule %s, id %s, reason %r)",
+                key,
+                decision.action,
+                decision.reply,
+                command.rule if command else "",
+                command.id if command else "",
+                command.reason if command else "",
+            )
+            return f"OK {decision.action} {decision.reply}".rstrip()
         if name == SENDER_TRANSPORT:
             command = self.active.account_command("isolate_sender", key, self._clock())
             if command is None:

@@ -47,6 +47,15 @@ FAST = ControlSettings(
 DEADLINE = 20.0
 
 
+# What the rule wrote for analysts; clients must see a generic reply instead.
+AUDIT_REASON = "25 submissions within 60 s (threshold 20)"
+
+
+def refused(command: Command, phrase: str = "account suspended") -> str:
+    """The policy answer (without ``action=``) for a refusal resting on ``command``."""
+    return f"REJECT {phrase} (ref {command.id[:8]})"
+
+
 def command(
     action: str,
     subject: str,
@@ -61,7 +70,7 @@ def command(
         subject_type=subject_type,
         subject=subject,
         rule="integration",
-        reason="mailwarden test",
+        reason=AUDIT_REASON,
         issued_epoch=time.time(),
         duration=3600,
         key=key,
@@ -138,11 +147,12 @@ async def test_policy_adapter_rebuilds_state_and_follows_live_commands(
     kafka_bootstrap: str, unique_topics: Topics
 ) -> None:
     suspend_alice = command("suspend_smtp", ALICE)
+    block_attacker = command("block_ip", ATTACKER_IP, "ip")
     await publish(
         kafka_bootstrap,
         unique_topics.control,
         suspend_alice,
-        command("block_ip", ATTACKER_IP, "ip"),
+        block_attacker,
         command("suspend_smtp", BOB, key=b"not-the-signing-key"),
         command("suspend_smtp", CAROL, dry_run=True),
         (b"junk", b"not json at all"),
@@ -154,8 +164,10 @@ async def test_policy_adapter_rebuilds_state_and_follows_live_commands(
         address,
     ):
         assert await control.wait_caught_up(timeout=DEADLINE)
-        assert await ask(address, ALICE, "192.0.2.1") == "REJECT mailwarden test"
-        assert await ask(address, "", ATTACKER_IP) == "REJECT mailwarden test"
+        assert await ask(address, ALICE, "192.0.2.1") == refused(suspend_alice)
+        assert await ask(address, "", ATTACKER_IP) == refused(
+            block_attacker, "client address blocked"
+        )
         assert await ask(address, BOB, "192.0.2.1") == "DUNNO"
         assert await ask(address, CAROL, "192.0.2.1") == "DUNNO"
         stats = control.active.stats
@@ -265,8 +277,12 @@ def free_port() -> int:
 async def test_mailwarden_adapter_command_against_the_broker(
     kafka_bootstrap: str, unique_topics: Topics, tmp_path: Path
 ) -> None:
-    await publish(kafka_bootstrap, unique_topics.control, command("suspend_smtp", ALICE))
+    suspension = command("suspend_smtp", ALICE)
+    await publish(kafka_bootstrap, unique_topics.control, suspension)
     config = write_config(tmp_path, kafka_bootstrap, unique_topics, TEST_PARTITIONS)
+    phrase = "sending suspended, call the help desk"
+    with config.open("a", encoding="utf-8") as file:
+        file.write(f'\n[adapters.reply_texts]\nsuspend_smtp = "{phrase}"\n')
     port, metrics_port = free_port(), free_port()
     args = ["adapter", "postfix-policy", "--config", str(config)]
     args += ["--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics_port)]
@@ -277,7 +293,7 @@ async def test_mailwarden_adapter_command_against_the_broker(
             assert time.monotonic() < deadline, program.output()
             assert program.process.poll() is None, program.output()
             await asyncio.sleep(0.1)
-        assert await ask(("127.0.0.1", port), ALICE, "192.0.2.1") == "REJECT mailwarden test"
+        assert await ask(("127.0.0.1", port), ALICE, "192.0.2.1") == refused(suspension, phrase)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
         assert "mailwarden_adapter_control_caught_up 1.0" in metrics
@@ -303,7 +319,8 @@ async def test_adapter_keeps_answering_while_its_broker_is_down_and_catches_up_a
     topics = Topics(control="outage.mail.control")
     try:
         await ensure_topics(broker.bootstrap, topics, 1)
-        await publish(broker.bootstrap, topics.control, command("suspend_smtp", ALICE))
+        suspension = command("suspend_smtp", ALICE)
+        await publish(broker.bootstrap, topics.control, suspension)
         async with policy_adapter(bootstrap, topics.control) as (control, address):
             assert await control.wait_caught_up(timeout=DEADLINE)
             await asyncio.to_thread(broker.stop)
@@ -311,7 +328,7 @@ async def test_adapter_keeps_answering_while_its_broker_is_down_and_catches_up_a
             while control.status.connected and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert not control.status.connected
-            assert await ask(address, ALICE, "192.0.2.1") == "REJECT mailwarden test"
+            assert await ask(address, ALICE, "192.0.2.1") == refused(suspension)
 
             broker = await asyncio.to_thread(KafkaBroker.start, tmp_path / "kafka", second_port)
             lift = command("release", ALICE, releases="suspend_smtp")

@@ -54,6 +54,15 @@ CAROL = "carol@mailwarden.test"
 DAVE = "dave@mailwarden.test"
 RULE = "lab-e2e"
 LONG = 600.0
+# The kind of text rules write for analysts; clients must never see it.
+AUDIT_REASON = "30 submissions within 60 s (threshold 30)"
+
+
+def ref(command: Command) -> str:
+    """The reference a refused client is given for ``command``."""
+    return f"(ref {command.id[:8]})"
+
+
 # How long a command may take from publication to the first refusal before
 # the test calls it lost. Measured values are far lower (docs/mail-lab.md).
 PROPAGATION_DEADLINE = 10.0
@@ -169,7 +178,7 @@ class Enforcement:
             subject_type=subject_type,
             subject=subject,
             rule=RULE,
-            reason=reason if reason is not None else f"{action} by the mail lab test",
+            reason=reason if reason is not None else f"{action}: {AUDIT_REASON}",
             issued_epoch=time.time(),
             duration=duration,
             key=self.signing_key,
@@ -309,9 +318,8 @@ def _refused(outcome: LoginOutcome) -> bool:
 def test_suspend_smtp_read_at_start_makes_postfix_refuse_carol(
     mail_lab: MailLab, enforcement: Enforcement
 ) -> None:
-    enforcement.publish(
-        enforcement.command("suspend_smtp", "account", CAROL, reason="account suspended")
-    )
+    suspension = enforcement.command("suspend_smtp", "account", CAROL)
+    enforcement.publish(suspension)
     enforcement.start("dovecot-policy", "postfix-policy")
     carol_ip, alice_ip = fresh_client_ip(), fresh_client_ip()
     since = log_offset(mail_lab.postfix_log)
@@ -336,7 +344,8 @@ def test_suspend_smtp_read_at_start_makes_postfix_refuse_carol(
     )
 
     assert carol.stage == "rcpt" and 500 <= carol.code < 600, carol
-    assert "account suspended" in carol.text
+    assert f"account suspended {ref(suspension)}" in carol.text, carol
+    assert "threshold" not in carol.text
     mail_lab.wait_for_log(
         mail_lab.postfix_log,
         lambda line: (
@@ -355,9 +364,8 @@ def test_suspend_smtp_makes_the_sasl_access_socketmap_refuse_carol(
     mail_lab: MailLab, enforcement: Enforcement
 ) -> None:
     enforcement.start("dovecot-policy", "socketmap")
-    enforcement.publish(
-        enforcement.command("suspend_smtp", "account", CAROL, reason="account suspended")
-    )
+    suspension = enforcement.command("suspend_smtp", "account", CAROL)
+    enforcement.publish(suspension)
     probe = SmtpProbe(
         mail_lab.host,
         mail_lab.ports.submission_map,
@@ -376,7 +384,8 @@ def test_suspend_smtp_makes_the_sasl_access_socketmap_refuse_carol(
         probe.close()
 
     assert code == 554, text
-    assert "SASL login name rejected: account suspended" in text
+    assert f"SASL login name rejected: account suspended {ref(suspension)}" in text, text
+    assert "threshold" not in text
     alice = submit(
         mail_lab.host,
         mail_lab.ports.submission_map,
@@ -398,9 +407,8 @@ def test_block_ip_makes_dovecot_refuse_logins_from_that_address(
     blocked, other = fresh_client_ip(), fresh_client_ip()
     since = log_offset(mail_lab.dovecot_log)
 
-    published = enforcement.publish(
-        enforcement.command("block_ip", "ip", blocked, reason="client address blocked")
-    )
+    block = enforcement.command("block_ip", "ip", blocked)
+    published = enforcement.publish(block)
     (outcome, attempt_started), _ = poll_until(
         lambda: _timed_imap_login(mail_lab, blocked, ALICE),
         lambda timed: not timed[0].ok,
@@ -409,7 +417,8 @@ def test_block_ip_makes_dovecot_refuse_logins_from_that_address(
     )
     record_property("block_ip_to_refusal_s", round(attempt_started - published, 4))
 
-    assert "client address blocked" in outcome.text
+    assert f"client address blocked {ref(block)}" in outcome.text, outcome
+    assert "threshold" not in outcome.text
     mail_lab.wait_for_log(
         mail_lab.dovecot_log,
         lambda line: (
@@ -437,9 +446,8 @@ def test_suspend_login_refuses_daves_new_logins(
     ip = fresh_client_ip()
     since = log_offset(mail_lab.dovecot_log)
 
-    published = enforcement.publish(
-        enforcement.command("suspend_login", "account", DAVE, reason="account suspended")
-    )
+    suspension = enforcement.command("suspend_login", "account", DAVE)
+    published = enforcement.publish(suspension)
     (refusal, attempt_started), _ = poll_until(
         lambda: _timed_imap_login(mail_lab, ip, DAVE),
         lambda timed: not timed[0].ok,
@@ -448,7 +456,8 @@ def test_suspend_login_refuses_daves_new_logins(
     )
     record_property("suspend_login_to_refusal_s", round(attempt_started - published, 4))
 
-    assert "account suspended" in refusal.text
+    assert f"account suspended {ref(suspension)}" in refusal.text, refusal
+    assert "threshold" not in refusal.text
     mail_lab.wait_for_log(
         mail_lab.dovecot_log,
         lambda line: f"policy({DAVE},{ip}," in line and "policy server refusal" in line,
@@ -520,7 +529,7 @@ def _suspend_then_release(mail_lab: MailLab, enforcement: Enforcement) -> tuple[
             PROPAGATION_DEADLINE,
             "alice's RCPT after suspend_smtp",
         )
-        assert code == 554 and "suspend_smtp by the mail lab test" in text, (code, text)
+        assert code == 554 and f"account suspended {ref(suspension)}" in text, (code, text)
         released = enforcement.release(suspension)
         _, accepted_at = poll_until(
             lambda: probe.rcpt("friend@example.net"),
@@ -547,7 +556,7 @@ def test_an_expired_suspend_login_stops_refusing(
         PROPAGATION_DEADLINE,
         "bob's IMAP login under suspend_login",
     )
-    assert "suspend_login by the mail lab test" in refusal.text
+    assert f"account suspended {ref(suspension)}" in refusal.text, refusal
     time.sleep(max(0.0, suspension.expires_epoch - time.time()))
 
     after = imap_login(

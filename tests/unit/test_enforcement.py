@@ -9,7 +9,11 @@ import pytest
 
 from models.commands import Command, new_command, signature
 from models.enforcement import (
+    REASON_LIMIT,
     ActiveCommands,
+    ClientReplies,
+    Decision,
+    client_replies,
     normalize_account,
     parse_address,
     sanitize_reason,
@@ -19,6 +23,8 @@ from models.enforcement import (
 KEY = b"test-signing-key"
 T0 = 1_795_758_000.0
 HOUR = 3600.0
+# A rule's audit text: what an attacker must not learn from a refusal.
+AUDIT_REASON = "30 submissions within 60 s (threshold 30)"
 
 
 def command(
@@ -28,7 +34,7 @@ def command(
     subject_type: str = "account",
     issued: float = T0,
     duration: float = HOUR,
-    reason: str = "rule fired",
+    reason: str = AUDIT_REASON,
     dry_run: bool = False,
     releases: str | None = None,
     key: bytes = KEY,
@@ -56,13 +62,19 @@ def feed(active: ActiveCommands, *commands: Command) -> None:
         active.apply_record(cmd.to_json())
 
 
+def rule_reason(decision: Decision) -> str:
+    """The reason of the command a decision rests on: which command won."""
+    assert decision.command is not None, decision
+    return decision.command.reason
+
+
 def test_suspended_account_is_rejected_and_others_pass() -> None:
     active = ActiveCommands(KEY)
     applied = active.apply_record(command("suspend_smtp", "alice@example.org").to_json())
     assert applied is not None and applied.subject == "alice@example.org"
     decision = active.decide_smtp("alice@example.org", "192.0.2.10", T0 + 1)
     assert decision.action == "REJECT"
-    assert decision.reason == "rule fired"
+    assert decision.reply == f"account suspended (ref {applied.id[:8]})"
     assert decision.command == applied
     assert active.decide_smtp("bob@example.org", "192.0.2.10", T0 + 1).action == "DUNNO"
     assert active.stats.applied == 1
@@ -78,10 +90,11 @@ def test_accounts_compare_case_insensitively_and_trimmed() -> None:
 
 def test_suspend_login_refuses_smtp_and_dovecot_login() -> None:
     active = ActiveCommands(KEY)
-    feed(active, command("suspend_login", "carol@example.org"))
+    suspension = command("suspend_login", "carol@example.org")
+    feed(active, suspension)
     assert active.decide_smtp("carol@example.org", "192.0.2.1", T0).action == "REJECT"
     login = active.decide_login("Carol@example.org", "192.0.2.1", T0)
-    assert login.refuses and login.reason == "rule fired"
+    assert login.refuses and login.reply == f"account suspended (ref {suspension.id[:8]})"
 
 
 def test_suspend_smtp_does_not_refuse_imap_login() -> None:
@@ -283,11 +296,11 @@ def test_newer_command_replaces_older_and_older_never_overrides() -> None:
     first = command("suspend_smtp", "alice@example.org", issued=T0, reason="first")
     second = command("suspend_smtp", "alice@example.org", issued=T0 + 10, reason="second")
     feed(active, second, first)  # out of order
-    assert active.decide_smtp("alice@example.org", "", T0 + 11).reason == "second"
+    assert rule_reason(active.decide_smtp("alice@example.org", "", T0 + 11)) == "second"
     assert active.stats.stale == 1
     third = command("suspend_smtp", "alice@example.org", issued=T0 + 20, reason="third")
     feed(active, third)
-    assert active.decide_smtp("alice@example.org", "", T0 + 21).reason == "third"
+    assert rule_reason(active.decide_smtp("alice@example.org", "", T0 + 21)) == "third"
     assert len(active) == 1
 
 
@@ -317,9 +330,10 @@ def test_smtp_responses_are_configurable_and_strongest_wins() -> None:
         command("block_ip", "192.0.2.9", subject_type="ip", reason="spraying"),
     )
     held = active.decide_smtp("alice@example.org", "192.0.2.1", T0)
-    assert (held.action, held.reason) == ("HOLD", "held for review")
+    assert (held.action, rule_reason(held)) == ("HOLD", "held for review")
     both = active.decide_smtp("alice@example.org", "192.0.2.9", T0)
-    assert (both.action, both.reason) == ("DEFER", "spraying")
+    assert (both.action, rule_reason(both)) == ("DEFER", "spraying")
+    assert both.reply.startswith("client address blocked (ref ")
     feed(active, command("suspend_login", "alice@example.org", reason="stolen"))
     assert active.decide_smtp("alice@example.org", "192.0.2.9", T0).action == "REJECT"
 
@@ -344,25 +358,84 @@ def test_bad_smtp_responses_are_refused(overrides: dict[str, str], message: str)
         smtp_responses(overrides)
 
 
-def test_reason_on_the_wire_is_one_bounded_printable_line() -> None:
+def test_reply_is_a_generic_phrase_and_a_reference_never_the_rule_reason() -> None:
     active = ActiveCommands(KEY)
-    nasty = "burst by evil\r\n550 fake\x00 é" + "x" * 500
-    feed(active, command("suspend_smtp", "alice@example.org", reason=nasty))
-    reason = active.decide_smtp("alice@example.org", "", T0).reason
-    assert reason.startswith("burst by evil 550 fake")
-    assert len(reason) <= 120 and reason.endswith("...")
-    assert all(" " <= ch <= "~" for ch in reason)
-
-
-def test_empty_reason_falls_back_to_a_fixed_phrase() -> None:
-    active = ActiveCommands(KEY)
-    feed(
-        active,
-        command("suspend_smtp", "alice@example.org", reason="\r\n\t"),
-        command("block_ip", "192.0.2.5", subject_type="ip", reason=""),
+    suspension = command("suspend_smtp", "alice@example.org")
+    block = command(
+        "block_ip",
+        "192.0.2.5",
+        subject_type="ip",
+        reason="failed logins on 10 distinct accounts within 600 s (threshold 10)",
     )
-    assert active.decide_smtp("alice@example.org", "", T0).reason == "account suspended"
-    assert active.decide_login("", "192.0.2.5", T0).reason == "client address blocked"
+    feed(active, suspension, block)
+    smtp = active.decide_smtp("alice@example.org", "", T0)
+    login = active.decide_login("", "192.0.2.5", T0)
+    assert smtp.reply == f"account suspended (ref {suspension.id[:8]})"
+    assert login.reply == f"client address blocked (ref {block.id[:8]})"
+    for reply in (smtp.reply, login.reply):
+        assert "threshold" not in reply and "within" not in reply
+    # The rule's reason stays available for logs.
+    assert rule_reason(login).endswith("(threshold 10)")
+
+
+def test_reply_texts_are_configurable_per_action() -> None:
+    replies = client_replies({"block_ip": "access denied, call +1 555 0100"})
+    active = ActiveCommands(KEY, replies=replies)
+    block = command("block_ip", "192.0.2.0/24", subject_type="prefix")
+    suspension = command("suspend_login", "bob@example.org")
+    feed(active, block, suspension)
+    assert active.decide_smtp("", "192.0.2.7", T0).reply == (
+        f"access denied, call +1 555 0100 (ref {block.id[:8]})"
+    )
+    assert active.decide_login("bob@example.org", "", T0).reply == (
+        f"account suspended (ref {suspension.id[:8]})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"isolate_sender": "isolated"}, "unknown action"),
+        ({"block_ip": ""}, "non-empty"),
+        ({"block_ip": 554}, "non-empty string"),
+        ({"block_ip": "blocked\r\n550 more"}, "one line"),
+        ({"block_ip": " blocked"}, "surrounding spaces"),
+        ({"block_ip": "bloqué"}, "printable ASCII"),
+        ({"block_ip": "x" * 106}, "at most 105"),
+    ],
+)
+def test_bad_reply_texts_are_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        client_replies(overrides)  # type: ignore[arg-type]
+
+
+def test_rule_reason_replies_are_sanitized_bounded_and_keep_the_reference() -> None:
+    active = ActiveCommands(KEY, replies=ClientReplies(rule_reason=True))
+    nasty = "burst by evil\r\n550 fake\x00 é" + "x" * 500
+    cmd = command("suspend_smtp", "alice@example.org", reason=nasty)
+    feed(active, cmd)
+    reply = active.decide_smtp("alice@example.org", "", T0).reply
+    assert reply.startswith("burst by evil 550 fake")
+    assert reply.endswith(f"... (ref {cmd.id[:8]})")
+    assert len(reply) == REASON_LIMIT
+    assert all(" " <= ch <= "~" for ch in reply)
+
+
+def test_rule_reason_replies_fall_back_to_the_phrase_when_empty() -> None:
+    active = ActiveCommands(KEY, replies=ClientReplies(rule_reason=True))
+    suspension = command("suspend_smtp", "alice@example.org", reason="\r\n\t")
+    block = command("block_ip", "192.0.2.5", subject_type="ip", reason="")
+    audited = command("suspend_login", "bob@example.org")
+    feed(active, suspension, block, audited)
+    assert active.decide_smtp("alice@example.org", "", T0).reply == (
+        f"account suspended (ref {suspension.id[:8]})"
+    )
+    assert active.decide_login("", "192.0.2.5", T0).reply == (
+        f"client address blocked (ref {block.id[:8]})"
+    )
+    assert active.decide_login("bob@example.org", "", T0).reply == (
+        f"{AUDIT_REASON} (ref {audited.id[:8]})"
+    )
 
 
 def test_sanitize_reason_and_parse_address() -> None:
@@ -397,13 +470,13 @@ def test_overlapping_prefixes_longest_first_and_release_of_one() -> None:
         command("block_ip", "2001:db8::/32", subject_type="prefix", reason="v6 wide"),
         command("block_ip", "2001:db8:1:2::/64", subject_type="prefix", reason="v6 narrow"),
     )
-    assert active.decide_smtp("", "10.1.2.3", T0).reason == "narrow"
-    assert active.decide_smtp("", "10.1.3.3", T0).reason == "wide"
-    assert active.decide_smtp("", "2001:db8:1:2::9", T0).reason == "v6 narrow"
-    assert active.decide_smtp("", "2001:db8:ffff::9", T0).reason == "v6 wide"
+    assert rule_reason(active.decide_smtp("", "10.1.2.3", T0)) == "narrow"
+    assert rule_reason(active.decide_smtp("", "10.1.3.3", T0)) == "wide"
+    assert rule_reason(active.decide_smtp("", "2001:db8:1:2::9", T0)) == "v6 narrow"
+    assert rule_reason(active.decide_smtp("", "2001:db8:ffff::9", T0)) == "v6 wide"
     assert not active.decide_smtp("", "10.2.0.1", T0).refuses
     feed(active, release("block_ip", "10.1.2.0/24", subject_type="prefix", issued=T0 + 1))
-    assert active.decide_smtp("", "10.1.2.3", T0 + 2).reason == "wide"
+    assert rule_reason(active.decide_smtp("", "10.1.2.3", T0 + 2)) == "wide"
     feed(active, release("block_ip", "10.1.0.0/16", subject_type="prefix", issued=T0 + 1))
     assert not active.decide_smtp("", "10.1.2.3", T0 + 2).refuses
     # An IPv4 prefix never matches an IPv6 address with the same leading bits.

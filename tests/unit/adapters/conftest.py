@@ -11,8 +11,15 @@ from models.commands import Command, new_command
 
 KEY = b"adapter-test-signing-key"
 DAY = 86400.0
+# A rule's audit text, as the rules write it: never to be sent to a client.
+AUDIT_REASON = "30 submissions within 60 s (threshold 30)"
 
 SignCommand = Callable[..., Command]
+
+
+def ref(command: Command) -> str:
+    """The reference a client is given for ``command``."""
+    return f"(ref {command.id[:8]})"
 
 
 @pytest.fixture
@@ -29,7 +36,7 @@ def sign() -> SignCommand:
         subject: str,
         subject_type: str = "account",
         *,
-        reason: str = "suspended by test",
+        reason: str = AUDIT_REASON,
         issued: float | None = None,
         duration: float = DAY,
         dry_run: bool = False,

@@ -18,10 +18,14 @@ key = "k"
 [adapters]
 idle_timeout = 60
 max_connections = 50
+reply_with_rule_reason = true
 
 [adapters.smtp_responses]
 suspend_smtp = "HOLD"
 block_ip = "DEFER"
+
+[adapters.reply_texts]
+block_ip = "access denied, see https://help.example.org/blocked"
 
 [adapters.postfix_policy]
 listen = "127.0.0.1:20040"
@@ -52,6 +56,12 @@ def test_defaults_without_a_file() -> None:
         "suspend_login": "REJECT",
         "block_ip": "REJECT",
     }
+    assert settings.replies.texts == {
+        "suspend_smtp": "account suspended",
+        "suspend_login": "account suspended",
+        "block_ip": "client address blocked",
+    }
+    assert settings.replies.rule_reason is False
     assert settings.postfix_policy_listen == "127.0.0.1:10040"
     assert settings.dovecot_authorization is None
     assert settings.kick is not None and settings.kick.doveadm == "doveadm"
@@ -71,6 +81,11 @@ def test_every_key(tmp_path: Path) -> None:
     assert settings.smtp_responses["suspend_smtp"] == "HOLD"
     assert settings.smtp_responses["block_ip"] == "DEFER"
     assert settings.smtp_responses["suspend_login"] == "REJECT"
+    assert (
+        settings.replies.texts["block_ip"] == "access denied, see https://help.example.org/blocked"
+    )
+    assert settings.replies.texts["suspend_smtp"] == "account suspended"
+    assert settings.replies.rule_reason is True
     assert (settings.limits.idle_timeout, settings.limits.max_connections) == (60.0, 50)
     assert settings.postfix_policy_listen == "127.0.0.1:20040"
     assert parse_listen(settings.socketmap_listen) == ("::1", 20041)
@@ -90,6 +105,11 @@ def test_every_key(tmp_path: Path) -> None:
         ("[adapters.postfix_policy]\nport = 1\n", "unknown keys: port"),
         ("[adapters.smtp_responses]\nsuspend_smtp = 'BOUNCE'\n", "choose one of"),
         ("[adapters.smtp_responses]\nrelease = 'REJECT'\n", "unknown action"),
+        ("[adapters.reply_texts]\nrelease = 'lifted'\n", "unknown action"),
+        ('[adapters.reply_texts]\nblock_ip = "no\\r\\n550 x"\n', "one line"),
+        ("[adapters.reply_texts]\nblock_ip = 42\n", "non-empty string"),
+        ("[adapters]\nreply_texts = 'blocked'\n", "must be a table"),
+        ("[adapters]\nreply_with_rule_reason = 'yes'\n", "true or false"),
         ("[adapters.socketmap]\nlisten = 'localhost'\n", "HOST:PORT"),
         ("[adapters.socketmap]\nisolation_transport = 'isolated'\n", "isolation transport"),
         ("[adapters]\nidle_timeout = 0\n", "must be positive"),

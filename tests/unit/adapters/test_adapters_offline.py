@@ -23,7 +23,7 @@ from streams.adapters.control import ControlConsumer, ControlSettings
 from streams.adapters.postfix_policy import PostfixPolicyServer
 from streams.adapters.report_sink import KafkaEventSink
 
-from .conftest import KEY, SignCommand
+from .conftest import KEY, SignCommand, ref
 
 FAST_RETRY = ControlSettings(retry_initial=0.05, retry_max=0.2, request_timeout_ms=1000)
 MAILWARDEN = Path(sys.executable).parent / "mailwarden"
@@ -38,7 +38,8 @@ def closed_port() -> int:
 
 async def test_unreachable_broker_keeps_serving_the_known_state(sign: SignCommand) -> None:
     active = ActiveCommands(KEY)
-    active.apply_record(sign("suspend_smtp", "alice@x", reason="stop").to_json())
+    suspension = sign("suspend_smtp", "alice@x")
+    active.apply_record(suspension.to_json())
     control = ControlConsumer(
         active, f"127.0.0.1:{closed_port()}", "mail.control", settings=FAST_RETRY
     )
@@ -49,7 +50,9 @@ async def test_unreachable_broker_keeps_serving_the_known_state(sign: SignComman
         assert not await control.wait_caught_up(timeout=1.0)
         reader, writer = await asyncio.open_connection(*server.address)
         writer.write(b"request=smtpd_access_policy\nsasl_username=alice@x\nclient_address=::1\n\n")
-        assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == b"action=REJECT stop\n\n"
+        assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == (
+            f"action=REJECT account suspended {ref(suspension)}\n\n".encode()
+        )
         writer.close()
         assert control.status.reconnects >= 2
         assert not control.status.connected and not control.caught_up

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from models.commands import Command
 from models.enforcement import ActiveCommands
 from models.events import Event
 from streams.adapters.dovecot_policy import (
@@ -22,7 +23,7 @@ from streams.adapters.dovecot_policy import (
 )
 from streams.adapters.metrics import AdapterMetrics
 
-from .conftest import KEY, SignCommand
+from .conftest import KEY, SignCommand, ref
 
 CAROL = "carol@mailwarden.test"
 BLOCKED_IP = "127.0.0.42"  # bob's IMAP STARTTLS login (D02)
@@ -61,12 +62,22 @@ async def policy_http(
         await server.close()
 
 
-def lab_state(sign: SignCommand) -> ActiveCommands:
+def lab_commands(sign: SignCommand) -> dict[str, Command]:
+    """The commands that refuse: carol's login, one address and one prefix."""
+    return {
+        CAROL: sign("suspend_login", CAROL, reason="success after 12 failures from 3 IPs"),
+        BLOCKED_IP: sign(
+            "block_ip", BLOCKED_IP, "ip", reason="failures on 10 accounts (threshold 10)"
+        ),
+        "prefix": sign("block_ip", str(BLOCKED_PREFIX), "prefix", reason="40 failures in 600 s"),
+    }
+
+
+def lab_state(sign: SignCommand, commands: dict[str, Command] | None = None) -> ActiveCommands:
+    """``commands`` (by default :func:`lab_commands`) and records that refuse no login."""
     active = ActiveCommands(KEY)
     for command in (
-        sign("suspend_login", CAROL, reason="account suspended"),
-        sign("block_ip", BLOCKED_IP, "ip", reason="client blocked"),
-        sign("block_ip", str(BLOCKED_PREFIX), "prefix", reason="client blocked"),
+        *(commands or lab_commands(sign)).values(),
         sign("suspend_smtp", "alice@mailwarden.test"),  # SMTP only: IMAP logins pass
         sign("suspend_login", "bob@mailwarden.test", key=b"forged"),
     ):
@@ -74,12 +85,13 @@ def lab_state(sign: SignCommand) -> ActiveCommands:
     return active
 
 
-def expected_allow(body: dict[str, Any]) -> dict[str, Any]:
+def expected_allow(body: dict[str, Any], commands: dict[str, Command]) -> dict[str, Any]:
     if body["login"] == CAROL:
-        return {"status": -1, "msg": "account suspended"}
-    remote = ipaddress.ip_address(body["remote"])
-    if body["remote"] == BLOCKED_IP or remote in BLOCKED_PREFIX:
-        return {"status": -1, "msg": "client blocked"}
+        return {"status": -1, "msg": f"account suspended {ref(commands[CAROL])}"}
+    if body["remote"] == BLOCKED_IP:
+        return {"status": -1, "msg": f"client address blocked {ref(commands[BLOCKED_IP])}"}
+    if ipaddress.ip_address(body["remote"]) in BLOCKED_PREFIX:
+        return {"status": -1, "msg": f"client address blocked {ref(commands['prefix'])}"}
     return {"status": 0, "msg": ""}
 
 
@@ -96,7 +108,8 @@ async def test_every_lab_request(lab_dir: Path, sign: SignCommand) -> None:
     captured = [json.loads(line) for line in lines if line.strip()]
     assert len(captured) == 146
     sink = ListSink()
-    active = lab_state(sign)
+    commands = lab_commands(sign)
+    active = lab_state(sign, commands)
     metrics = AdapterMetrics(active)
     reports: list[dict[str, Any]] = []
     async with policy_http(active, sink, metrics=metrics) as client:
@@ -109,7 +122,8 @@ async def test_every_lab_request(lab_dir: Path, sign: SignCommand) -> None:
             assert response.status_code == 200
             assert response.headers["Content-Type"].startswith("application/json")
             if record["path"] == "/?command=allow":
-                assert response.json() == expected_allow(body), body
+                assert response.json() == expected_allow(body, commands), body
+                assert "threshold" not in response.text and "failures" not in response.text
             else:
                 assert record["path"] == "/?command=report"
                 assert response.json() == {"status": 0, "msg": ""}
@@ -130,7 +144,9 @@ async def test_every_lab_request(lab_dir: Path, sign: SignCommand) -> None:
         assert event.host == "mail"
         assert event.origin is not None and event.origin.line == line
         assert Event.from_json(event.to_json()) == event
-    refused = sum(1 for r in captured if "allow" in r["path"] and expected_allow(r["body"])["msg"])
+    refused = sum(
+        1 for r in captured if "allow" in r["path"] and expected_allow(r["body"], commands)["msg"]
+    )
     assert refused == 29  # carol's 20 allows, 2 from .42, 7 more from the /29
     exposition = metrics.exposition().decode()
     assert f'mailwarden_adapter_requests_total{{decision="REJECT"}} {refused}.0' in exposition
@@ -158,13 +174,15 @@ async def test_policy_rejected_report_from_the_lab_becomes_a_failure_event(
 async def test_basic_auth_when_configured(sign: SignCommand) -> None:
     body = {"login": CAROL, "remote": "192.0.2.1", "protocol": "imap"}
     authorization = basic_authorization("dovecot:s3cret")
-    async with policy_http(lab_state(sign), ListSink(), authorization=authorization) as client:
+    commands = lab_commands(sign)
+    active = lab_state(sign, commands)
+    async with policy_http(active, ListSink(), authorization=authorization) as client:
         assert (await client.post("/?command=allow", json=body)).status_code == 401
         wrong = {"Authorization": basic_authorization("dovecot:guess")}
         assert (await client.post("/?command=allow", json=body, headers=wrong)).status_code == 401
         right = await client.post("/?command=allow", json=body, auth=("dovecot", "s3cret"))
         assert right.status_code == 200
-        assert right.json() == {"status": -1, "msg": "account suspended"}
+        assert right.json() == {"status": -1, "msg": f"account suspended {ref(commands[CAROL])}"}
 
 
 @pytest.mark.parametrize(
@@ -207,10 +225,12 @@ async def test_a_full_sink_does_not_fail_the_report(sign: SignCommand) -> None:
 
 async def test_ipv4_mapped_remote_is_blocked_and_reported_as_ipv4(sign: SignCommand) -> None:
     sink = ListSink()
-    async with policy_http(lab_state(sign), sink) as client:
+    commands = lab_commands(sign)
+    async with policy_http(lab_state(sign, commands), sink) as client:
         body = {"login": "dave@x", "remote": "::ffff:127.0.0.42"}
         allow = await client.post("/?command=allow", json=body)
-        assert allow.json() == {"status": -1, "msg": "client blocked"}
+        blocked = f"client address blocked {ref(commands[BLOCKED_IP])}"
+        assert allow.json() == {"status": -1, "msg": blocked}
         await client.post("/?command=report", json=body | {"success": False})
     assert sink.events[0].client_ip == "127.0.0.42"
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from models.commands import Command
-from models.enforcement import DEFAULT_SMTP_RESPONSES
+from models.enforcement import DEFAULT_SMTP_RESPONSES, ClientReplies
 from streams.adapters.control import ControlConsumer
 from streams.adapters.mapfile import (
     HEADER,
@@ -33,9 +33,20 @@ from streams.adapters.mapfile import (
     run_reload,
     write_atomically,
 )
-from tests.unit.adapters.conftest import KEY, SignCommand
+from tests.unit.adapters.conftest import AUDIT_REASON, KEY, SignCommand, ref
 
 NOW = 1_800_000_000.0
+REPLIES = ClientReplies()
+PHRASES = {
+    "block_ip": "client address blocked",
+    "suspend_smtp": "account suspended",
+    "suspend_login": "account suspended",
+}
+
+
+def entry(key: str, command: Command, verdict: str = "REJECT") -> str:
+    """A map line: the key, the verdict and what the client is told about ``command``."""
+    return f"{key} {verdict} {PHRASES[command.action]} {ref(command)}\n"
 
 
 def tracked(*commands: Command) -> TrackedCommands:
@@ -77,73 +88,90 @@ def test_texthash_is_sorted_deduplicated_and_independent_of_arrival_order(
     sign: SignCommand,
 ) -> None:
     commands = [
-        sign("block_ip", "192.0.2.20", "ip", reason="spray", issued=NOW - 10),
-        sign("block_ip", "192.0.2.3", "ip", reason="spray", issued=NOW - 10),
-        sign("block_ip", "2001:DB8::1", "ip", reason="v6", issued=NOW - 10),
-        sign("block_ip", "::ffff:198.51.100.4", "ip", reason="mapped", issued=NOW - 10),
-        sign("block_ip", "203.0.113.0/24", "prefix", reason="net", issued=NOW - 10),
+        sign("block_ip", "192.0.2.20", "ip", issued=NOW - 10),
+        sign("block_ip", "192.0.2.3", "ip", issued=NOW - 10),
+        sign("block_ip", "2001:DB8::1", "ip", issued=NOW - 10),
+        sign("block_ip", "::ffff:198.51.100.4", "ip", issued=NOW - 10),
+        sign("block_ip", "203.0.113.0/24", "prefix", issued=NOW - 10),
     ]
     output = MapOutput(Path("client_access"), "postfix-texthash", frozenset({"block_ip"}))
-    forward = render(output, tracked(*commands).in_force(NOW), DEFAULT_SMTP_RESPONSES)
-    backward = render(output, tracked(*reversed(commands)).in_force(NOW), DEFAULT_SMTP_RESPONSES)
+    forward = render(output, tracked(*commands).in_force(NOW), DEFAULT_SMTP_RESPONSES, REPLIES)
+    backward = render(
+        output, tracked(*reversed(commands)).in_force(NOW), DEFAULT_SMTP_RESPONSES, REPLIES
+    )
     assert forward == backward
     assert forward.text == HEADER + (
-        "192.0.2.3 REJECT spray\n"
-        "192.0.2.20 REJECT spray\n"
-        "198.51.100.4 REJECT mapped\n"
-        "203.0.113 REJECT net\n"
-        "2001:db8::1 REJECT v6\n"
+        entry("192.0.2.3", commands[1])
+        + entry("192.0.2.20", commands[0])
+        + entry("198.51.100.4", commands[3])
+        + entry("203.0.113", commands[4])
+        + entry("2001:db8::1", commands[2])
     )
     assert forward.entries == 5
+    assert "threshold" not in forward.text
 
 
-def test_account_file_keeps_the_strongest_verdict_and_sanitizes_the_reason(
-    sign: SignCommand,
+@pytest.mark.parametrize("rule_reason", [False, True])
+def test_account_file_keeps_the_strongest_verdict_and_sanitizes_rule_reasons(
+    sign: SignCommand, rule_reason: bool
 ) -> None:
-    active = TrackedCommands(KEY, {**DEFAULT_SMTP_RESPONSES, "suspend_smtp": "HOLD"})
+    active = TrackedCommands(
+        KEY,
+        {**DEFAULT_SMTP_RESPONSES, "suspend_smtp": "HOLD"},
+        ClientReplies(rule_reason=rule_reason),
+    )
+    bob_smtp = sign("suspend_smtp", "Bob@Example.org", reason="burst", issued=NOW - 10)
+    bob_login = sign(
+        "suspend_login", "bob@example.org", reason="stolen\r\nREJECT x", issued=NOW - 10
+    )
+    carol = sign("suspend_smtp", "carol@example.org", reason="\x00\x01", issued=NOW - 10)
     for command in (
-        sign("suspend_smtp", "Bob@Example.org", reason="burst", issued=NOW - 10),
-        sign("suspend_login", "bob@example.org", reason="stolen\r\nREJECT x", issued=NOW - 10),
-        sign("suspend_smtp", "carol@example.org", reason="\x00\x01", issued=NOW - 10),
+        bob_smtp,
+        bob_login,
+        carol,
         sign("block_ip", "192.0.2.1", "ip", issued=NOW - 10),
     ):
         active.apply(command.to_json(), NOW)
     output = MapOutput(
         Path("sasl_access"), "postfix-texthash", frozenset({"suspend_smtp", "suspend_login"})
     )
-    rendered = render(output, active.in_force(NOW), active.responses)
-    assert rendered.text == HEADER + (
-        "bob@example.org REJECT stolen REJECT x\ncarol@example.org HOLD account suspended\n"
+    rendered = render(output, active.in_force(NOW), active.responses, active.replies)
+    bob = (
+        f"bob@example.org REJECT stolen REJECT x {ref(bob_login)}\n"
+        if rule_reason
+        else entry("bob@example.org", bob_login)
     )
+    assert rendered.text == HEADER + bob + entry("carol@example.org", carol, "HOLD")
 
 
 def test_cidr_and_list_formats_write_prefixes_most_specific_first(sign: SignCommand) -> None:
-    active = tracked(
-        sign("block_ip", "192.0.2.0/24", "prefix", reason="wide", issued=NOW - 10),
-        sign("block_ip", "192.0.2.128/25", "prefix", reason="narrow", issued=NOW - 10),
-        sign("block_ip", "192.0.2.7", "ip", reason="host", issued=NOW - 10),
-        sign("block_ip", "2001:db8::/32", "prefix", reason="v6", issued=NOW - 10),
+    wide, narrow, host, v6 = (
+        sign("block_ip", "192.0.2.0/24", "prefix", issued=NOW - 10),
+        sign("block_ip", "192.0.2.128/25", "prefix", issued=NOW - 10),
+        sign("block_ip", "192.0.2.7", "ip", issued=NOW - 10),
+        sign("block_ip", "2001:db8::/32", "prefix", issued=NOW - 10),
     )
-    commands = active.in_force(NOW)
-    cidr = render(MapOutput(Path("c"), "postfix-cidr"), commands, DEFAULT_SMTP_RESPONSES)
+    commands = tracked(wide, narrow, host, v6).in_force(NOW)
+    cidr = render(MapOutput(Path("c"), "postfix-cidr"), commands, DEFAULT_SMTP_RESPONSES, REPLIES)
     assert cidr.text == HEADER + (
-        "192.0.2.7 REJECT host\n"
-        "192.0.2.128/25 REJECT narrow\n"
-        "192.0.2.0/24 REJECT wide\n"
-        "2001:db8::/32 REJECT v6\n"
+        entry("192.0.2.7", host)
+        + entry("192.0.2.128/25", narrow)
+        + entry("192.0.2.0/24", wide)
+        + entry("2001:db8::/32", v6)
     )
-    listed = render(MapOutput(Path("l"), "list"), commands, DEFAULT_SMTP_RESPONSES)
+    listed = render(MapOutput(Path("l"), "list"), commands, DEFAULT_SMTP_RESPONSES, REPLIES)
     assert listed.text == HEADER + "192.0.2.7\n192.0.2.128/25\n192.0.2.0/24\n2001:db8::/32\n"
 
 
 def test_prefixes_texthash_cannot_express_are_skipped_and_counted(sign: SignCommand) -> None:
+    host = sign("block_ip", "198.51.100.9", "ip", issued=NOW - 10)
     active = tracked(
         sign("block_ip", "192.0.2.128/25", "prefix", issued=NOW - 10),
         sign("block_ip", "2001:db8::/48", "prefix", issued=NOW - 10),
-        sign("block_ip", "198.51.100.9", "ip", issued=NOW - 10),
+        host,
     )
-    rendered = render(MapOutput(Path("t")), active.in_force(NOW), DEFAULT_SMTP_RESPONSES)
-    assert rendered.text == HEADER + "198.51.100.9 REJECT suspended by test\n"
+    rendered = render(MapOutput(Path("t")), active.in_force(NOW), DEFAULT_SMTP_RESPONSES, REPLIES)
+    assert rendered.text == HEADER + entry("198.51.100.9", host)
     assert rendered.skipped == {"prefix not expressible in texthash": 2}
 
 
@@ -182,7 +210,7 @@ def test_invalid_accounts_are_skipped_never_written(sign: SignCommand) -> None:
         sign("suspend_login", "example.org", issued=NOW - 10),
     )
     output = MapOutput(Path("s"), "list", frozenset({"suspend_smtp", "suspend_login"}))
-    rendered = render(output, active.in_force(NOW), DEFAULT_SMTP_RESPONSES)
+    rendered = render(output, active.in_force(NOW), DEFAULT_SMTP_RESPONSES, REPLIES)
     assert rendered.text == HEADER + "ok@example.org\n"
     assert rendered.skipped == {"bad account characters": 1, "ambiguous account key": 1}
 
@@ -242,14 +270,15 @@ async def test_change_writes_and_reloads_once_unchanged_content_does_not(
     tmp_path: Path, sign: SignCommand
 ) -> None:
     argv, marker = recorder(tmp_path)
-    active = tracked(sign("block_ip", "192.0.2.7", "ip", reason="spray", issued=NOW - 10))
+    block = sign("block_ip", "192.0.2.7", "ip", issued=NOW - 10)
+    active = tracked(block)
     addresses = MapOutput(tmp_path / "client_access")
     accounts = MapOutput(
         tmp_path / "sasl_access", actions=frozenset({"suspend_smtp", "suspend_login"})
     )
     writer = writer_for(tmp_path, active, addresses, accounts, argv=[*argv, "reload"])
     assert await writer.sync()
-    assert addresses.path.read_text(encoding="ascii") == HEADER + "192.0.2.7 REJECT spray\n"
+    assert addresses.path.read_text(encoding="ascii") == HEADER + entry("192.0.2.7", block)
     assert accounts.path.read_text(encoding="ascii") == HEADER
     assert reload_lines(marker) == ["reload"]
     assert not await writer.sync()
@@ -331,7 +360,7 @@ async def test_reload_that_cannot_start_or_hangs_fails_cleanly(tmp_path: Path) -
 def test_subjects_never_reach_the_reload_command(tmp_path: Path, sign: SignCommand) -> None:
     active = tracked(sign("suspend_smtp", "$(touch pwned)@example.org", issued=NOW - 10))
     output = MapOutput(tmp_path / "m", actions=frozenset({"suspend_smtp"}))
-    rendered = render(output, active.in_force(NOW), active.responses)
+    rendered = render(output, active.in_force(NOW), active.responses, active.replies)
     assert rendered.text == HEADER
     assert rendered.skipped == {"bad account characters": 1}
 
@@ -341,12 +370,13 @@ def test_subjects_never_reach_the_reload_command(tmp_path: Path, sign: SignComma
 
 @pytest.mark.skipif(shutil.which("postmap", path="/usr/sbin:/usr/bin") is None, reason="no postmap")
 async def test_postfix_reads_the_written_tables(tmp_path: Path, sign: SignCommand) -> None:
-    active = tracked(
-        sign("block_ip", "192.0.2.7", "ip", reason="spray", issued=NOW - 10),
-        sign("block_ip", "198.51.100.0/24", "prefix", reason="net", issued=NOW - 10),
-        sign("block_ip", "2001:db8::/32", "prefix", reason="v6", issued=NOW - 10),
-        sign("suspend_smtp", "alice@example.org", reason="burst", issued=NOW - 10),
+    host, net, v6, alice = (
+        sign("block_ip", "192.0.2.7", "ip", issued=NOW - 10),
+        sign("block_ip", "198.51.100.0/24", "prefix", issued=NOW - 10),
+        sign("block_ip", "2001:db8::/32", "prefix", issued=NOW - 10),
+        sign("suspend_smtp", "alice@example.org", issued=NOW - 10),
     )
+    active = tracked(host, net, v6, alice)
     texthash = MapOutput(tmp_path / "client_access")
     cidr = MapOutput(tmp_path / "client_cidr", "postfix-cidr")
     sasl = MapOutput(tmp_path / "sasl_access", actions=frozenset({"suspend_smtp"}))
@@ -365,13 +395,17 @@ async def test_postfix_reads_the_written_tables(tmp_path: Path, sign: SignComman
         )
         return result.stdout.strip() if result.returncode == 0 else f"rc={result.returncode}"
 
-    assert query("192.0.2.7", f"texthash:{texthash.path}") == "REJECT spray"
-    assert query("198.51.100", f"texthash:{texthash.path}") == "REJECT net"
+    def answer(command: Command) -> str:
+        return entry("", command).strip()
+
+    assert query("192.0.2.7", f"texthash:{texthash.path}") == answer(host)
+    assert query("198.51.100", f"texthash:{texthash.path}") == answer(net)
     assert query("192.0.2.8", f"texthash:{texthash.path}") == "rc=1"
-    assert query("198.51.100.77", f"cidr:{cidr.path}") == "REJECT net"
-    assert query("2001:db8::5", f"cidr:{cidr.path}") == "REJECT v6"
+    assert query("198.51.100.77", f"cidr:{cidr.path}") == answer(net)
+    assert query("2001:db8::5", f"cidr:{cidr.path}") == answer(v6)
     assert query("203.0.113.1", f"cidr:{cidr.path}") == "rc=1"
-    assert query("ALICE@example.org", f"texthash:{sasl.path}") == "REJECT burst"
+    assert query("ALICE@example.org", f"texthash:{sasl.path}") == answer(alice)
+    assert AUDIT_REASON not in texthash.path.read_text(encoding="ascii")
 
 
 async def test_a_failed_write_is_counted_and_retried(tmp_path: Path, sign: SignCommand) -> None:

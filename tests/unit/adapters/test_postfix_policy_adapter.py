@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from models.enforcement import ActiveCommands, smtp_responses
+from models.commands import Command
+from models.enforcement import ActiveCommands, ClientReplies, smtp_responses
 from streams.adapters.metrics import AdapterMetrics
 from streams.adapters.postfix_policy import PostfixPolicyServer, RequestLimits
 from streams.adapters.tcp import ConnectionLimits
 
-from .conftest import KEY, SignCommand
+from .conftest import KEY, SignCommand, ref
 
 ALICE = "alice@mailwarden.test"
 BOB = "bob@mailwarden.test"
@@ -67,14 +68,22 @@ def lab_requests(lab_dir: Path) -> list[dict[str, str]]:
     return [json.loads(line)["request"] for line in lines if line.strip()]
 
 
-def lab_state(sign: SignCommand) -> ActiveCommands:
-    """alice suspended (REJECT), bob login-suspended answered HOLD, a blocked /30,
-    and records for carol that must all be ignored."""
+def lab_commands(sign: SignCommand) -> dict[str, Command]:
+    """alice suspended (REJECT), bob login-suspended answered HOLD, a blocked /30."""
+    return {
+        ALICE: sign("suspend_smtp", ALICE),
+        BOB: sign("suspend_login", BOB, reason="success after 12 failures from 3 IPs"),
+        "prefix": sign(
+            "block_ip", str(BLOCKED_PREFIX), "prefix", reason="40 failures from the /30 in 600 s"
+        ),
+    }
+
+
+def lab_state(commands: dict[str, Command], sign: SignCommand) -> ActiveCommands:
+    """``commands``, and records for carol that must all be ignored."""
     active = ActiveCommands(KEY, smtp_responses({"suspend_login": "HOLD"}))
     for command in (
-        sign("suspend_smtp", ALICE, reason="account suspended"),
-        sign("suspend_login", BOB, reason="account under review"),
-        sign("block_ip", str(BLOCKED_PREFIX), "prefix", reason="client blocked"),
+        *commands.values(),
         sign("isolate_sender", CAROL),
         sign("suspend_smtp", CAROL, dry_run=True),
         sign("suspend_smtp", CAROL, key=b"forged"),
@@ -84,14 +93,14 @@ def lab_state(sign: SignCommand) -> ActiveCommands:
     return active
 
 
-def expected_reply(request: dict[str, str]) -> bytes:
+def expected_reply(request: dict[str, str], commands: dict[str, Command]) -> bytes:
     user = request["sasl_username"]
     if user == ALICE:
-        return b"action=REJECT account suspended\n\n"
+        return f"action=REJECT account suspended {ref(commands[ALICE])}\n\n".encode()
     if ipaddress.ip_address(request["client_address"]) in BLOCKED_PREFIX:
-        return b"action=REJECT client blocked\n\n"
+        return f"action=REJECT client address blocked {ref(commands['prefix'])}\n\n".encode()
     if user == BOB:
-        return b"action=HOLD account under review\n\n"
+        return f"action=HOLD account suspended {ref(commands[BOB])}\n\n".encode()
     return b"action=DUNNO\n\n"
 
 
@@ -100,7 +109,8 @@ async def test_every_lab_request_on_one_persistent_connection(
 ) -> None:
     requests = lab_requests(lab_dir)
     assert len(requests) == 39
-    active = lab_state(sign)
+    commands = lab_commands(sign)
+    active = lab_state(commands, sign)
     assert active.stats.rejected == {"bad signature": 1}
     assert active.stats.dry_run == 1
     metrics = AdapterMetrics(active)
@@ -108,7 +118,9 @@ async def test_every_lab_request_on_one_persistent_connection(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         replies = [await ask(reader, writer, encode(request)) for request in requests]
         writer.close()
-    assert replies == [expected_reply(request) for request in requests]
+    assert replies == [expected_reply(request, commands) for request in requests]
+    for reply in replies:
+        assert b"threshold" not in reply and b"failures" not in reply
     counts = {
         verdict: sum(reply.startswith(f"action={verdict}".encode()) for reply in replies)
         for verdict in ("REJECT", "HOLD", "DUNNO")
@@ -123,7 +135,8 @@ async def test_every_lab_request_on_one_persistent_connection(
 
 async def test_lab_requests_on_concurrent_connections(lab_dir: Path, sign: SignCommand) -> None:
     requests = lab_requests(lab_dir)
-    active = lab_state(sign)
+    commands = lab_commands(sign)
+    active = lab_state(commands, sign)
     async with policy_server(active) as (_, port):
 
         async def one_client(share: list[dict[str, str]]) -> list[bytes]:
@@ -136,28 +149,31 @@ async def test_lab_requests_on_concurrent_connections(lab_dir: Path, sign: SignC
         shares = [requests[n::4] for n in range(4)]
         results = await asyncio.gather(*(one_client(share) for share in shares))
     for share, replies in zip(shares, results, strict=True):
-        assert replies == [expected_reply(request) for request in share]
+        assert replies == [expected_reply(request, commands) for request in share]
 
 
 async def test_request_split_into_single_bytes_and_pipelined_requests(sign: SignCommand) -> None:
     active = ActiveCommands(KEY)
-    active.apply_record(sign("suspend_smtp", ALICE, reason="stop").to_json())
+    suspension = sign("suspend_smtp", ALICE)
+    active.apply_record(suspension.to_json())
+    refused = f"action=REJECT account suspended {ref(suspension)}\n\n".encode()
     async with policy_server(active) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for byte in encode(rcpt_request(ALICE, "192.0.2.1")):
             writer.write(bytes([byte]))
             await writer.drain()
-        assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == b"action=REJECT stop\n\n"
+        assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == refused
         writer.write(encode(rcpt_request(BOB, "192.0.2.1")) + encode(rcpt_request(ALICE, "::1")))
         first = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
         second = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
-        assert (first, second) == (b"action=DUNNO\n\n", b"action=REJECT stop\n\n")
+        assert (first, second) == (b"action=DUNNO\n\n", refused)
         writer.close()
 
 
 async def test_malformed_lines_are_ignored_but_the_request_is_decided(sign: SignCommand) -> None:
     active = ActiveCommands(KEY)
-    active.apply_record(sign("suspend_smtp", ALICE, reason="stop").to_json())
+    suspension = sign("suspend_smtp", ALICE)
+    active.apply_record(suspension.to_json())
     metrics = AdapterMetrics(active)
     payload = (
         b"request=smtpd_access_policy\r\n"
@@ -169,7 +185,9 @@ async def test_malformed_lines_are_ignored_but_the_request_is_decided(sign: Sign
     )
     async with policy_server(active, metrics=metrics) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await ask(reader, writer, payload) == b"action=REJECT stop\n\n"
+        assert await ask(reader, writer, payload) == (
+            f"action=REJECT account suspended {ref(suspension)}\n\n".encode()
+        )
         writer.close()
     assert 'malformed_requests_total{reason="ignored lines"} 1.0' in metrics.exposition().decode()
 
@@ -252,15 +270,18 @@ async def test_eof_inside_a_request_does_not_hurt_the_server() -> None:
         assert server.connections == 0
 
 
-async def test_reason_with_line_breaks_stays_one_line_on_the_wire(sign: SignCommand) -> None:
-    active = ActiveCommands(KEY)
+async def test_rule_reason_replies_stay_one_line_on_the_wire(sign: SignCommand) -> None:
+    active = ActiveCommands(KEY, replies=ClientReplies(rule_reason=True))
     crafted = "burst from user\naction=DUNNO\n\n\x1b[31m"
-    active.apply_record(sign("suspend_smtp", ALICE, reason=crafted).to_json())
+    suspension = sign("suspend_smtp", ALICE, reason=crafted)
+    active.apply_record(suspension.to_json())
     async with policy_server(active) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         reply = await ask(reader, writer, encode(rcpt_request(ALICE, "192.0.2.1")))
         writer.close()
-    assert reply == b"action=REJECT burst from user action=DUNNO [31m\n\n"
+    assert reply == (
+        f"action=REJECT burst from user action=DUNNO [31m {ref(suspension)}\n\n".encode()
+    )
 
 
 async def test_expiry_is_judged_at_request_time(sign: SignCommand) -> None:

@@ -14,7 +14,7 @@ from models.enforcement import ActiveCommands, smtp_responses
 from streams.adapters.metrics import AdapterMetrics
 from streams.adapters.socketmap import SocketmapServer, encode_netstring, validate_transport
 
-from .conftest import KEY, SignCommand
+from .conftest import KEY, SignCommand, ref
 
 ALICE = "alice@mailwarden.test"
 CAROL = "carol@mailwarden.test"
@@ -50,43 +50,47 @@ async def lookup(
     return await read_reply(reader)
 
 
-def state(sign: SignCommand, **responses: str) -> ActiveCommands:
+def state(sign: SignCommand, **responses: str) -> tuple[ActiveCommands, bytes]:
+    """alice suspended, carol isolated, a forged isolation; and alice's reply text."""
     active = ActiveCommands(KEY, smtp_responses(responses))
+    suspension = sign("suspend_smtp", ALICE)
     for command in (
-        sign("suspend_smtp", ALICE, reason="account suspended"),
+        suspension,
         sign("isolate_sender", CAROL),
         sign("isolate_sender", "bob@mailwarden.test", key=b"forged"),
     ):
         active.apply_record(command.to_json())
-    return active
+    return active, f"account suspended {ref(suspension)}".encode()
 
 
 async def test_every_lab_sasl_user_and_sender(lab_dir: Path, sign: SignCommand) -> None:
     lines = (lab_dir / "postfix-policy-requests.jsonl").read_text().splitlines()
     requests = [json.loads(line)["request"] for line in lines if line.strip()]
-    async with socketmap_server(state(sign), isolation_transport="isolated:") as (_, port):
+    active, suspended = state(sign)
+    async with socketmap_server(active, isolation_transport="isolated:") as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for request in requests:
             user, sender = request["sasl_username"], request["sender"]
             access = await lookup(reader, writer, "sasl_access", user)
             transport = await lookup(reader, writer, "sender_transport", sender)
-            want_access = b"OK REJECT account suspended" if user == ALICE else b"NOTFOUND "
+            want_access = b"OK REJECT " + suspended if user == ALICE else b"NOTFOUND "
             want_transport = b"OK isolated:" if sender == CAROL else b"NOTFOUND "
             assert (access, transport) == (want_access, want_transport), request
+            assert b"threshold" not in access
         writer.close()
 
 
 async def test_keys_compare_case_insensitively_and_verdict_is_configurable(
     sign: SignCommand,
 ) -> None:
-    active = state(sign, suspend_smtp="HOLD")
+    active, suspended = state(sign, suspend_smtp="HOLD")
     async with socketmap_server(active, isolation_transport="isolated:[relay.test]:25") as (
         _,
         port,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await lookup(reader, writer, "sasl_access", "ALICE@mailwarden.TEST") == (
-            b"OK HOLD account suspended"
+            b"OK HOLD " + suspended
         )
         assert await lookup(reader, writer, "sender_transport", "Carol@Mailwarden.test") == (
             b"OK isolated:[relay.test]:25"
@@ -97,7 +101,7 @@ async def test_keys_compare_case_insensitively_and_verdict_is_configurable(
 
 
 async def test_unknown_map_and_request_without_key_are_perm(sign: SignCommand) -> None:
-    async with socketmap_server(state(sign)) as (_, port):
+    async with socketmap_server(state(sign)[0]) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await lookup(reader, writer, "virtual", ALICE) == b"PERM unknown map 'virtual'"
         writer.write(encode_netstring(b"sasl_access"))
@@ -108,13 +112,14 @@ async def test_unknown_map_and_request_without_key_are_perm(sign: SignCommand) -
 
 
 async def test_pipelined_and_byte_by_byte_requests(sign: SignCommand) -> None:
-    async with socketmap_server(state(sign)) as (_, port):
+    active, suspended = state(sign)
+    async with socketmap_server(active) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         two = encode_netstring(b"sasl_access " + ALICE.encode()) + encode_netstring(
             b"sasl_access nobody@x"
         )
         writer.write(two)
-        assert await read_reply(reader) == b"OK REJECT account suspended"
+        assert await read_reply(reader) == b"OK REJECT " + suspended
         assert await read_reply(reader) == b"NOTFOUND "
         for byte in encode_netstring(b"sender_transport " + CAROL.encode()):
             writer.write(bytes([byte]))
@@ -137,7 +142,7 @@ async def test_pipelined_and_byte_by_byte_requests(sign: SignCommand) -> None:
     ],
 )
 async def test_malformed_netstrings_close_the_connection(sign: SignCommand, payload: bytes) -> None:
-    active = state(sign)
+    active, suspended = state(sign)
     metrics = AdapterMetrics(active)
     async with socketmap_server(active, metrics=metrics) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -145,13 +150,13 @@ async def test_malformed_netstrings_close_the_connection(sign: SignCommand, payl
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await lookup(reader, writer, "sasl_access", ALICE) == b"OK REJECT account suspended"
+        assert await lookup(reader, writer, "sasl_access", ALICE) == b"OK REJECT " + suspended
         writer.close()
     assert 'malformed_requests_total{reason="bad netstring"} 1.0' in metrics.exposition().decode()
 
 
 async def test_metrics_count_replies(sign: SignCommand) -> None:
-    active = state(sign)
+    active, _ = state(sign)
     metrics = AdapterMetrics(active)
     async with socketmap_server(active, metrics=metrics) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
