@@ -56,7 +56,9 @@ class ThroughputResult:
 
     ``startup_seconds`` runs from the worker's start to its first offset commit,
     ``seconds`` from there to zero lag; Faust commits every few seconds, which
-    blurs both ends by that much.
+    blurs both ends by that much. ``cpu_seconds`` is what the worker process
+    spent in all (start-up included; None where /proc is missing): on a shared
+    machine it moves less than the wall-clock rate does.
     """
 
     events: int
@@ -64,16 +66,18 @@ class ThroughputResult:
     partitions: int
     seconds: float
     startup_seconds: float
+    cpu_seconds: float | None = None
 
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        cpu = "" if self.cpu_seconds is None else f", worker CPU {self.cpu_seconds:.1f} s"
         return (
             f"worker throughput: {self.events} events ({self.forwarded} forwarded by IP) "
             f"on {self.partitions} partitions: {self.events_per_second:,.0f} events/s "
-            f"({self.seconds:.1f} s after a start-up of {self.startup_seconds:.1f} s)"
+            f"({self.seconds:.1f} s after a start-up of {self.startup_seconds:.1f} s{cpu})"
         )
 
 
@@ -158,6 +162,17 @@ def program(args: list[str], log: Path) -> Iterator[Running]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a running process (Linux /proc), None if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def synthetic_events(count: int, seed: int = 7) -> Iterator[Event]:
@@ -266,6 +281,7 @@ async def worker_throughput(
                     if committed and first_progress is None:
                         first_progress = now
                     if end >= events + forwarded and committed >= end:
+                        cpu_seconds = process_cpu_seconds(worker.process.pid)
                         break
                     await asyncio.sleep(0.25)
         finally:
@@ -278,6 +294,7 @@ async def worker_throughput(
             partitions=partitions,
             seconds=finished - began,
             startup_seconds=began - started,
+            cpu_seconds=cpu_seconds,
         )
 
 

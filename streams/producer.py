@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import murmur2
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +121,150 @@ async def deliver_all(
     Retriable failures (the broker is away) are sent again until they pass, so
     the caller blocks through an outage; a record the broker refuses for good
     is logged and skipped. Returns how many were skipped.
+
+    Records go out as one batch per topic partition (split where a batch is
+    full) rather than one ``send`` each, which cost as much CPU as a worker's
+    rules. A batch fails as a whole, so the records of a refused batch are
+    sent again one by one to find the refused record and keep the others.
     """
     pending = list(records)
     skipped = 0
     while pending:
-        futures = [await _send_when_possible(producer, record, retry_pause) for record in pending]
-        results = await asyncio.gather(*futures, return_exceptions=True)
         retry = []
-        for record, result in zip(pending, results, strict=True):
-            if not isinstance(result, BaseException):
+        for group, outcome in await _send_batches(producer, pending, retry_pause):
+            if outcome is None:
                 continue
-            if is_retriable(result):
-                retry.append(record)
-            else:
-                skipped += 1
-                log.error("the broker refused a record for %s, skipped: %r", record.topic, result)
+            if is_retriable(outcome):
+                retry.extend(group)
+                continue
+            results = await _send_each(producer, group, retry_pause)
+            for record, result in zip(group, results, strict=True):
+                if not isinstance(result, BaseException):
+                    continue
+                if is_retriable(result):
+                    retry.append(record)
+                else:
+                    skipped += 1
+                    log.error(
+                        "the broker refused a record for %s, skipped: %r", record.topic, result
+                    )
         if retry:
             log.warning("%d records not acknowledged (broker unavailable?); retrying", len(retry))
             await asyncio.sleep(retry_pause)
         pending = retry
     return skipped
+
+
+async def _send_batches(
+    producer: AIOKafkaProducer, records: Sequence[Record], retry_pause: float
+) -> list[tuple[list[Record], BaseException | None]]:
+    """Hand ``records`` to the producer in batches; each batch's records and its outcome."""
+    by_partition, unroutable = await _group_by_partition(producer, records, retry_pause)
+    handed: list[tuple[list[Record], asyncio.Future[Any]]] = []
+    for (topic, partition), group in by_partition.items():
+        for batch_records, batch in _fill_batches(producer, group):
+            future = await _submit_batch(producer, batch, topic, partition, retry_pause)
+            handed.append((batch_records, future))
+    results = await asyncio.gather(*(future for _, future in handed), return_exceptions=True)
+    outcomes = [
+        (batch_records, result if isinstance(result, BaseException) else None)
+        for (batch_records, _), result in zip(handed, results, strict=True)
+    ]
+    return outcomes + unroutable
+
+
+async def _group_by_partition(
+    producer: AIOKafkaProducer, records: Sequence[Record], retry_pause: float
+) -> tuple[dict[tuple[str, int], list[Record]], list[tuple[list[Record], BaseException]]]:
+    """Records by the partition they go to, in their order; and those of unknown topics.
+
+    A keyed record goes where Kafka's default partitioner puts it (murmur2 of
+    the key over all the topic's partitions); the records without a key of
+    one call share a random partition, as Kafka's sticky partitioner does.
+    """
+    partitions: dict[str, list[int] | BaseException] = {}
+    unkeyed: dict[str, int] = {}
+    grouped: dict[tuple[str, int], list[Record]] = {}
+    unroutable: dict[str, tuple[list[Record], BaseException]] = {}
+    for record in records:
+        partition = record.partition
+        if partition is None:
+            if record.topic not in partitions:
+                partitions[record.topic] = await _partitions_of(producer, record.topic, retry_pause)
+            known = partitions[record.topic]
+            if isinstance(known, BaseException):
+                unroutable.setdefault(record.topic, ([], known))[0].append(record)
+                continue
+            if record.key is None:
+                partition = unkeyed.setdefault(record.topic, random.choice(known))
+            else:
+                partition = known[(murmur2(record.key) & 0x7FFFFFFF) % len(known)]
+        grouped.setdefault((record.topic, partition), []).append(record)
+    return grouped, list(unroutable.values())
+
+
+async def _partitions_of(
+    producer: AIOKafkaProducer, topic: str, retry_pause: float
+) -> list[int] | BaseException:
+    """The topic's partitions, waiting out an unreachable broker; the error if it has none."""
+    while True:
+        try:
+            return sorted(await producer.partitions_for(topic))
+        except Exception as exc:
+            if not is_retriable(exc):
+                return exc
+            log.warning("no partitions known for %s yet: %r", topic, exc)
+            await asyncio.sleep(retry_pause)
+
+
+def _fill_batches(
+    producer: AIOKafkaProducer, records: list[Record]
+) -> list[tuple[list[Record], Any]]:
+    """The records of one partition in closed batches (closed: sent without lingering)."""
+    batches: list[tuple[list[Record], Any]] = []
+    batch_records: list[Record] = []
+    batch = producer.create_batch()
+    for record in records:
+        if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+            # Full: the first record of a batch always fits, however large.
+            batch.close()
+            batches.append((batch_records, batch))
+            batch_records, batch = [], producer.create_batch()
+            batch.append(key=record.key, value=record.value, timestamp=None)
+        batch_records.append(record)
+    batch.close()
+    batches.append((batch_records, batch))
+    return batches
+
+
+async def _submit_batch(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, retry_pause: float
+) -> asyncio.Future[Any]:
+    while True:
+        try:
+            future: asyncio.Future[Any] = await producer.send_batch(
+                batch, topic, partition=partition
+            )
+            return future
+        except Exception as exc:
+            if not is_retriable(exc):
+                return _failed(exc)
+            log.warning("cannot hand a batch for %s to the producer: %r", topic, exc)
+            await asyncio.sleep(retry_pause)
+
+
+async def _send_each(
+    producer: AIOKafkaProducer, records: Sequence[Record], retry_pause: float
+) -> list[Any]:
+    """Send records one at a time; each one's acknowledgement or error."""
+    futures = [await _send_when_possible(producer, record, retry_pause) for record in records]
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
 
 
 async def _send_when_possible(
@@ -152,9 +278,7 @@ async def _send_when_possible(
             return future
         except Exception as exc:
             if not is_retriable(exc):
-                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                failed.set_exception(exc)
-                return failed
+                return _failed(exc)
             log.warning("cannot hand a record for %s to the producer: %r", record.topic, exc)
             await asyncio.sleep(retry_pause)
 

@@ -11,7 +11,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.producer import Record, ResilientSender, deliver_all
 
@@ -79,8 +84,135 @@ async def test_a_refused_record_without_replacement_is_given_up_not_retried() ->
     assert pending.abandoned and pending.delivered
 
 
-async def test_deliver_all_waits_out_timeouts_and_skips_refusals() -> None:
-    producer = ScriptedProducer([KafkaTimeoutError(), MessageSizeTooLargeError(), None])
-    skipped = await deliver_all(producer, [EVENT, DEAD], retry_pause=0.01)
+@dataclass
+class StandInBatch:
+    """Holds ``capacity`` records, like a batch builder whose byte budget is spent."""
+
+    capacity: int
+    records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
+    closed: bool = False
+
+    def append(self, *, key: bytes | None, value: bytes | None, timestamp: None) -> object:
+        if self.closed or (self.records and len(self.records) >= self.capacity):
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class BrokerLikeProducer:
+    """Fails deliveries the way Kafka does: a batch as a whole.
+
+    The first ``outages`` deliveries time out (the broker is away); then any
+    delivery holding a value in ``refused`` is refused for good. Topics in
+    ``forbidden`` refuse every use, their metadata included.
+    """
+
+    partitions: int = 4
+    batch_capacity: int = 2
+    outages: int = 0
+    refused: frozenset[bytes] = frozenset()
+    forbidden: frozenset[str] = frozenset()
+    batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = field(
+        default_factory=list
+    )
+    sent: list[Record] = field(default_factory=list)
+    acknowledged: list[bytes | None] = field(default_factory=list)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        if topic in self.forbidden:
+            raise TopicAuthorizationFailedError(topic)
+        return set(range(self.partitions))
+
+    def create_batch(self) -> StandInBatch:
+        return StandInBatch(self.batch_capacity)
+
+    async def send_batch(
+        self, batch: StandInBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[None]:
+        assert batch.closed, "a batch is closed before it is handed over"
+        self.batches.append((topic, partition, list(batch.records)))
+        return self._deliver([value for _, value in batch.records])
+
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None = None, partition: Any = None
+    ) -> asyncio.Future[None]:
+        if topic in self.forbidden:
+            raise TopicAuthorizationFailedError(topic)
+        self.sent.append(Record(topic, key, value, partition))
+        return self._deliver([value])
+
+    def _deliver(self, values: list[bytes | None]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.outages:
+            self.outages -= 1
+            future.set_exception(KafkaTimeoutError())
+        elif any(value in self.refused for value in values):
+            future.set_exception(MessageSizeTooLargeError())
+        else:
+            self.acknowledged.extend(values)
+            future.set_result(None)
+        return future
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """Where the Java client and aiokafka's own partitioner put ``key``."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(key, every, every))
+
+
+async def test_deliver_all_batches_records_by_the_partition_kafka_would_choose() -> None:
+    keys = [f"user{n}@example.org".encode() for n in range(12)]
+    records = [Record("mail.alerts", key, b"alert-" + key) for key in keys]
+    records.append(Record("account-state-changelog", b"bob", b"{}", partition=2))
+    producer = BrokerLikeProducer(partitions=3, batch_capacity=2)
+    assert await deliver_all(producer, records, retry_pause=0.01) == 0
+    assert producer.sent == []
+    assert sorted(producer.acknowledged, key=repr) == sorted((r.value for r in records), key=repr)
+    placed = {
+        key: (topic, partition) for topic, partition, batch in producer.batches for key, _ in batch
+    }
+    for key in keys:
+        assert placed[key] == ("mail.alerts", kafka_partition(key, 3))
+    assert placed[b"bob"] == ("account-state-changelog", 2)
+    assert all(len(batch) <= 2 for _, _, batch in producer.batches)
+    for partition in range(3):
+        in_partition = [
+            key for topic, p, batch in producer.batches if p == partition for key, _ in batch
+        ]
+        expected = [k for k in keys if kafka_partition(k, 3) == partition]
+        if partition == 2:
+            expected.append(b"bob")
+        assert in_partition == expected
+
+
+async def test_records_without_a_key_of_one_delivery_share_a_partition() -> None:
+    records = [Record("mail.deadletter", None, f"dead{n}".encode()) for n in range(5)]
+    producer = BrokerLikeProducer(batch_capacity=10)
+    await deliver_all(producer, records, retry_pause=0.01)
+    assert len(producer.batches) == 1
+    assert [value for _, value in producer.batches[0][2]] == [r.value for r in records]
+
+
+async def test_deliver_all_waits_out_timeouts_and_skips_only_the_refused_record() -> None:
+    first, refused, third = (Record("mail.events", b"alice", v) for v in (b"1", b"2", b"3"))
+    producer = BrokerLikeProducer(batch_capacity=10, outages=1, refused=frozenset({b"2"}))
+    skipped = await deliver_all(producer, [first, refused, third], retry_pause=0.01)
     assert skipped == 1
-    assert producer.sent == [EVENT, DEAD, EVENT]
+    # Timed out, then refused as a batch, then one by one: the other two get through.
+    assert [batch for _, _, batch in producer.batches] == [
+        [(b"alice", b"1"), (b"alice", b"2"), (b"alice", b"3")]
+    ] * 2
+    assert producer.sent == [first, refused, third]
+    assert producer.acknowledged == [b"1", b"3"]
+
+
+async def test_a_record_for_a_topic_the_broker_forbids_is_skipped_and_the_rest_delivered() -> None:
+    allowed = Record("mail.alerts", b"alice", b"alert")
+    forbidden = Record("mail.secret", b"alice", b"secret")
+    producer = BrokerLikeProducer(forbidden=frozenset({"mail.secret"}))
+    assert await deliver_all(producer, [forbidden, allowed], retry_pause=0.01) == 1
+    assert producer.acknowledged == [b"alert"]
