@@ -84,11 +84,12 @@ async def test_mapfile_adapter_writes_reloads_and_releases(
     kafka_bootstrap: str, unique_topics: Topics, tmp_path: Path
 ) -> None:
     topic = unique_topics.control
+    blocked = command("block_ip", BLOCKED_IP, "ip")
     # Before start: the adapter must rebuild these from the topic.
     await publish(
         kafka_bootstrap,
         topic,
-        command("block_ip", BLOCKED_IP, "ip"),
+        blocked,
         command("block_ip", "192.0.2.66", "ip", key=b"forged"),
     )
     marker = tmp_path / "reloads.txt"
@@ -121,7 +122,9 @@ actions = ["suspend_smtp", "suspend_login"]
     try:
         await until(program, "blocked IP in the map", lambda: BLOCKED_IP in read(client_access))
         await until(program, "reload", lambda: read(marker) == "reload $(id)\n")
-        assert f"{BLOCKED_IP} REJECT mailwarden test\n" in read(client_access)
+        reply = f"client address blocked (ref {blocked.id[:8]})"
+        assert f"{BLOCKED_IP} REJECT {reply}\n" in read(client_access)
+        assert "mailwarden test" not in read(client_access)
         assert "192.0.2.66" not in read(client_access)
 
         await publish(kafka_bootstrap, topic, command("suspend_smtp", SUSPENDED, "account"))
