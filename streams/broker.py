@@ -266,7 +266,15 @@ def _format_storage(java: str, libs: Path, heap: str, config: Path) -> None:
         java,
         libs,
         heap,
-        ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)],
+        # `--cluster-id=ID` in one word: a base64url id may start with "-", which
+        # the tool's argument parser would take for an option.
+        [
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={new_cluster_id()}",
+            "-c",
+            str(config),
+        ],
     )
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     if done.returncode != 0:

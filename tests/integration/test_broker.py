@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import UnknownTopicOrPartitionError
 
+import streams.broker as broker_module
 from mailwarden.config import Topics
 from streams.broker import SINGLE_NODE_SETTINGS, KafkaBroker
 from streams.topics import TopicError, ensure_topics
@@ -176,3 +177,13 @@ def test_docker_compose_runs_the_same_broker_settings() -> None:
         for key, value in SINGLE_NODE_SETTINGS.items()
     }
     assert {key: environment.get(key) for key in expected} == expected
+
+
+def test_a_cluster_id_that_starts_with_a_dash_still_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One random id in 64 starts with "-"; the storage tool must not read it as an option.
+    monkeypatch.setattr(broker_module, "new_cluster_id", lambda: "-" + "A" * 21)
+    with KafkaBroker.start(tmp_path / "kafka") as broker:
+        assert broker.format_seconds > 0
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", broker.bootstrap)
