@@ -65,10 +65,12 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
+
+_Item = TypeVar("_Item")
 
 # Distinct values are cut to this length before they are kept: they are
 # attacker-controlled (user names), and two values this long that differ only
@@ -366,35 +368,18 @@ class WindowStore:
         return sorted(t for t in window.times or () if t >= start)
 
     def sweep(self, now: float) -> None:
-        """Drop keys idle for a window plus the disorder before ``now``, unless quiet.
-
-        Scans from the front (idle the longest) and stops at the first key
-        still live, so the cost follows what expires. An idle key kept for
-        its quiet period moves to the end, so that the next sweeps do not
-        scan it again and again.
-        """
+        """Drop keys idle for a window plus the disorder before ``now``, unless quiet."""
         self._next_sweep = now + self.spec.seconds
         oldest_live = self.spec.bucket_of(now) - self.spec.buckets - self._idle_buckets
-        expired: list[str] = []
-        kept: list[str] = []
-        keys = self._keys
-        for key, window in keys.items():
-            if window.head > oldest_live:
-                break
-            (expired if window.quiet_until <= now else kept).append(key)
-        for key in expired:
-            del keys[key]
-            self.touched.add(key)
-        for key in kept:
-            keys[key] = keys.pop(key)
-        self.stats.expired += len(expired)
+        self.stats.expired += expire_front(
+            self._keys,
+            self.touched,
+            idle=lambda window: window.head <= oldest_live,
+            kept=lambda window: window.quiet_until > now,
+        )
 
     def _evict(self) -> None:
-        victims = list(islice(self._keys, self._evict_batch))
-        for key in victims:
-            del self._keys[key]
-            self.touched.add(key)
-        self.stats.evicted += len(victims)
+        self.stats.evicted += evict_front(self._keys, self.touched, self._evict_batch)
 
     def _new_window(self, head: int) -> KeyWindow:
         distincts = len(self.spec.distincts)
@@ -586,3 +571,38 @@ def _compact(seen: dict[str, int]) -> Values:
     if len(seen) == 1:
         return next(iter(seen.items()))
     return seen
+
+
+def expire_front(
+    keys: dict[str, _Item],
+    touched: set[str],
+    idle: Callable[[_Item], bool],
+    kept: Callable[[_Item], bool],
+) -> int:
+    """Drop the idle keys at the front of ``keys`` (ordered by last activity); return how many.
+
+    Scans from the front and stops at the first key still live, so the cost
+    follows what expires. An idle key that must be ``kept`` (a quiet period)
+    moves to the end, so that later sweeps do not scan it again and again.
+    """
+    expired: list[str] = []
+    keep: list[str] = []
+    for key, item in keys.items():
+        if not idle(item):
+            break
+        (keep if kept(item) else expired).append(key)
+    for key in expired:
+        del keys[key]
+        touched.add(key)
+    for key in keep:
+        keys[key] = keys.pop(key)
+    return len(expired)
+
+
+def evict_front(keys: dict[str, _Item], touched: set[str], count: int) -> int:
+    """Drop the ``count`` least recently active keys; return how many went."""
+    victims = list(islice(keys, count))
+    for key in victims:
+        del keys[key]
+        touched.add(key)
+    return len(victims)

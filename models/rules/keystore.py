@@ -18,10 +18,9 @@ Subclasses say how to make, encode and decode an entry.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from itertools import islice
 from typing import Any, Generic, TypeVar
 
-from models.window import StoreStats
+from models.window import StoreStats, evict_front, expire_front
 
 
 class KeyedEntry:
@@ -86,27 +85,15 @@ class KeyedStore(ABC, Generic[Entry]):
         """Drop keys idle for ``idle`` seconds before ``now`` and not kept."""
         self._next_sweep = now + self.idle / 4
         oldest_live = now - self.idle
-        expired: list[str] = []
-        kept: list[str] = []
-        keys = self._keys
-        for key, entry in keys.items():
-            if entry.last_seen > oldest_live:
-                break
-            (expired if entry.keep_until <= now else kept).append(key)
-        for key in expired:
-            del keys[key]
-            self.touched.add(key)
-        for key in kept:
-            # To the end, so that the next sweeps do not scan it again.
-            keys[key] = keys.pop(key)
-        self.stats.expired += len(expired)
+        self.stats.expired += expire_front(
+            self._keys,
+            self.touched,
+            idle=lambda entry: entry.last_seen <= oldest_live,
+            kept=lambda entry: entry.keep_until > now,
+        )
 
     def _evict(self) -> None:
-        victims = list(islice(self._keys, self._evict_batch))
-        for key in victims:
-            del self._keys[key]
-            self.touched.add(key)
-        self.stats.evicted += len(victims)
+        self.stats.evicted += evict_front(self._keys, self.touched, self._evict_batch)
 
     def export_key(self, key: str) -> dict[str, Any] | None:
         entry = self._keys.get(key)
