@@ -14,6 +14,7 @@ raises: bad input comes back as ``ParseResult.error``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from models.events import Origin
 from parsers.auth import AuthLogParser, is_cyrus_badlogin, is_pam_message
@@ -25,8 +26,8 @@ from parsers.result import LineContext, ParseResult, Route, failed, ignored
 
 __all__ = ["MAX_LINE_BYTES", "LogParser", "ParseResult", "ParserStats"]
 
-MAX_LINE_BYTES = 64 * 1024
-_ROUTE_CACHE_LIMIT = 4096
+MAX_LINE_BYTES: Final = 64 * 1024
+_ROUTE_CACHE_LIMIT: Final = 4096
 
 
 @dataclass(slots=True)

@@ -25,13 +25,14 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from models.events import Outcome
 from parsers.correlation import FailedAttempts, HostState
 from parsers.fields import normalize_ip
 from parsers.result import LineContext, ParseResult, failed, ignored, new_event
 
-PAM_MAIL_SERVICES = {
+PAM_MAIL_SERVICES: Final = {
     "dovecot": None,
     "smtp": "smtp",
     "smtpd": "smtp",
@@ -45,11 +46,11 @@ PAM_MAIL_SERVICES = {
     "managesieve": "sieve",
 }
 # Services that set PAM_RUSER to the client's login name, as they set PAM_USER.
-_CLIENT_RUSER_SERVICES = frozenset(
+_CLIENT_RUSER_SERVICES: Final = frozenset(
     {*PAM_MAIL_SERVICES, "vsftpd", "proftpd", "pure-ftpd", "ftp", "ftpd"}
 )
-_SPACES = re.compile(" *")
-_CYRUS_PROTOCOLS = {
+_SPACES: Final = re.compile(" *")
+_CYRUS_PROTOCOLS: Final = {
     "imap": "imap",
     "imaps": "imap",
     "imapd": "imap",
@@ -59,13 +60,13 @@ _CYRUS_PROTOCOLS = {
     "sieve": "sieve",
     "timsieved": "sieve",
 }
-_ROUNDCUBE_LOGINS: tuple[tuple[str, Outcome], ...] = (
+_ROUNDCUBE_LOGINS: Final[tuple[tuple[str, Outcome], ...]] = (
     ("IMAP Error: Login failed for ", "failure"),
     ("FAILED login for ", "failure"),
     ("Failed login for ", "failure"),
     ("Successful login for ", "success"),
 )
-_IMAP_REPLY_STARTS = (
+_IMAP_REPLY_STARTS: Final = (
     "AUTHENTICATE ",
     "LOGIN",
     "Login",

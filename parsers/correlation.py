@@ -25,7 +25,7 @@ V = TypeVar("V")
 # How long records wait for their echo from another program. Dovecot logs the
 # passdb failure, waits auth_failure_delay (2 s by default), then answers
 # Postfix; the auth penalty is served before the lookup, so the gap stays small.
-ECHO_WINDOW = 10.0
+ECHO_WINDOW: Final = 10.0
 
 
 class BoundedMap(Generic[K, V]):
@@ -89,18 +89,31 @@ class BoundedMap(Generic[K, V]):
         return None if entry is None else entry[1]
 
 
-@dataclass(slots=True)
+# The records below write their own __init__ (init=False): compiled with mypyc, a
+# written constructor is a direct C call, a generated one a Python-level call.
+
+
+@dataclass(slots=True, init=False)
 class SmtpdSession:
     """One client connection to one smtpd process."""
 
     client_ip: str | None
-    tls: str | None = None
-    user: str | None = None
-    auth_reported: bool = False
-    failures: int = 0
+    tls: str | None
+    user: str | None
+    auth_reported: bool
+    failures: int
     # the account of this connection's last SASL failure that named one
-    failed_user: str | None = None
-    hold_pending: bool = False
+    failed_user: str | None
+    hold_pending: bool
+
+    def __init__(self, client_ip: str | None) -> None:
+        self.client_ip = client_ip
+        self.tls = None
+        self.user = None
+        self.auth_reported = False
+        self.failures = 0
+        self.failed_user = None
+        self.hold_pending = False
 
     @property
     def tls_state(self) -> str:
@@ -108,7 +121,7 @@ class SmtpdSession:
         return self.tls or "none"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class QueuedMessage:
     """What is known about a Postfix queue id."""
 
@@ -116,14 +129,31 @@ class QueuedMessage:
     client_ip: str | None
     tls: str | None
     protocol: str | None
-    sender: str | None = None
+    sender: str | None
     # for a bounce or delay notice: the queue id of the message it reports on
-    notice_of: str | None = None
-    notice_kind: str | None = None
-    queued_before: bool = False
+    notice_of: str | None
+    notice_kind: str | None
+    queued_before: bool
+
+    def __init__(
+        self,
+        user: str | None,
+        client_ip: str | None,
+        tls: str | None,
+        protocol: str | None,
+        sender: str | None = None,
+    ) -> None:
+        self.user = user
+        self.client_ip = client_ip
+        self.tls = tls
+        self.protocol = protocol
+        self.sender = sender
+        self.notice_of = None
+        self.notice_kind = None
+        self.queued_before = False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class LoginSession:
     """A Dovecot login (``Login: user=<...>, ..., session=<id>``)."""
 
@@ -132,17 +162,40 @@ class LoginSession:
     tls: str | None
     protocol: str | None
 
+    def __init__(
+        self, user: str | None, client_ip: str | None, tls: str | None, protocol: str | None
+    ) -> None:
+        self.user = user
+        self.client_ip = client_ip
+        self.tls = tls
+        self.protocol = protocol
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class _Attempt:
     epoch: float
     user: str | None
     sources: set[str]
     in_login_session: bool
-    summarized: bool = False
+    summarized: bool
     # joined by a Postfix SASL line that named no account: a guess, which a
     # named line may take back (see FailedAttempts.record)
-    smtpd_guessed: bool = False
+    smtpd_guessed: bool
+
+    def __init__(
+        self,
+        epoch: float,
+        user: str | None,
+        sources: set[str],
+        in_login_session: bool,
+        smtpd_guessed: bool = False,
+    ) -> None:
+        self.epoch = epoch
+        self.user = user
+        self.sources = sources
+        self.in_login_session = in_login_session
+        self.summarized = False
+        self.smtpd_guessed = smtpd_guessed
 
 
 def same_account(first: str | None, second: str | None) -> bool:

@@ -31,29 +31,30 @@ reading is possible (a crafted user name or password holding ``,1.2.3.4):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from models.events import Event
 from parsers.correlation import FailedAttempts, HostState, LoginSession
 from parsers.fields import normalize_ip
 from parsers.result import LineContext, ParseResult, failed, ignored, new_event
 
-SOURCE = "dovecot"
+SOURCE: Final = "dovecot"
 
-LOGIN_PROCESSES = {
+LOGIN_PROCESSES: Final = {
     "imap-login": "imap",
     "pop3-login": "pop3",
     "submission-login": "submission",
     "managesieve-login": "sieve",
 }
-MAIL_PROCESSES = {
+MAIL_PROCESSES: Final = {
     "imap": "imap",
     "pop3": "pop3",
     "submission": "submission",
     "managesieve": "sieve",
     "lmtp": "lmtp",
 }
-AUTH_PROCESSES = frozenset({"auth", "auth-worker", "dovecot-auth"})
-SERVICE_PROCESSES = frozenset(
+AUTH_PROCESSES: Final = frozenset({"auth", "auth-worker", "dovecot-auth"})
+SERVICE_PROCESSES: Final = frozenset(
     {
         "master",
         "stats",
@@ -80,8 +81,8 @@ SERVICE_PROCESSES = frozenset(
         "old-stats",
     }
 )
-_LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
-_PASSDB_FAILURES = (
+_LEVELS: Final = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
+_PASSDB_FAILURES: Final = (
     "Password mismatch",
     "password mismatch",
     "unknown user",
@@ -93,9 +94,9 @@ _PASSDB_FAILURES = (
     "Login failed",
     "Invalid password",
 )
-_BASES_LIMIT = 1024
-_POLICY_MESSAGES = ("Policy check action is ", "Policy server ")
-_SECRET_MARKERS = (" (given password", " (SHA1 of given password", " (given password hash")
+_BASES_LIMIT: Final = 1024
+_POLICY_MESSAGES: Final = ("Policy check action is ", "Policy server ")
+_SECRET_MARKERS: Final = (" (given password", " (SHA1 of given password", " (given password hash")
 
 
 def process_base(process: str) -> str:
@@ -125,20 +126,35 @@ def is_dovecot_process(program: str) -> bool:
     )
 
 
-@dataclass(slots=True)
+# LoginFields and AuthIdentity write their own __init__ (init=False): compiled with
+# mypyc, a written constructor is a direct C call, a generated one a Python-level call.
+
+
+@dataclass(slots=True, init=False)
 class LoginFields:
     """The ``user=<..>, method=.., rip=.., lip=.., mpid=.., TLS, session=<..>`` part."""
 
-    user: str | None = None
-    method: str | None = None
-    client_ip: str | None = None
-    rip_present: bool = False
-    mpid: str | None = None
-    session: str | None = None
-    tls: str | None = None
-    encrypted: bool = False
+    user: str | None
+    method: str | None
+    client_ip: str | None
+    rip_present: bool
+    mpid: str | None
+    session: str | None
+    tls: str | None
+    encrypted: bool
     # rip == lip or login_trusted_networks: Dovecot trusts the channel, but it is not TLS
-    secured: bool = False
+    secured: bool
+
+    def __init__(self) -> None:
+        self.user = None
+        self.method = None
+        self.client_ip = None
+        self.rip_present = False
+        self.mpid = None
+        self.session = None
+        self.tls = None
+        self.encrypted = False
+        self.secured = False
 
     @property
     def extra(self) -> dict[str, bool]:
@@ -198,7 +214,7 @@ def parse_login_fields(tail: str) -> LoginFields:
     return fields
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class AuthIdentity:
     """``driver(user,ip[,master][,<session>])`` or 2.4's ``auth(user,ip,sasl:mech)<session>``."""
 
@@ -207,6 +223,20 @@ class AuthIdentity:
     session: str | None
     mech: str | None
     message: str
+
+    def __init__(
+        self,
+        user: str | None,
+        client_ip: str | None,
+        session: str | None,
+        mech: str | None,
+        message: str,
+    ) -> None:
+        self.user = user
+        self.client_ip = client_ip
+        self.session = session
+        self.mech = mech
+        self.message = message
 
 
 class AmbiguousIdentifier(ValueError):

@@ -27,6 +27,7 @@ This module is pure: it never reads the wall clock; ``now`` is the caller's.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -34,23 +35,24 @@ import orjson
 from models.events import Origin, iso_utc
 from parsers.result import LineContext
 
-_MONTHS = {
+_MONTHS: Final = {
     name: number
     for number, name in enumerate(
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
         start=1,
     )
 }
-_HALF_YEAR = 183 * 86400.0
-_ONE_DAY = 86400.0
+_HALF_YEAR: Final = 183 * 86400.0
+_ONE_DAY: Final = 86400.0
 # TAI64 labels count from 2**62; daemontools writes Unix time + 10 s (it ignores
 # leap seconds), so that is what we take off.
-_TAI64_BASE = 2**62
-_TAI64_OFFSET = 10
-_STAMP_CACHE_LIMIT = 4096
+_TAI64_BASE: Final = 2**62
+_TAI64_OFFSET: Final = 10
+_STAMP_CACHE_LIMIT: Final = 4096
+_TWO_DIGITS: Final = tuple(f"{number:02d}" for number in range(60))  # seconds, "00" to "59"
 # what datetime can show: 0001-01-01T00:00:00Z up to the end of 9999
-_FIRST_EPOCH = -62135596800.0
-_LAST_EPOCH = 253402300799.0  # the last whole second of 9999
+_FIRST_EPOCH: Final = -62135596800.0
+_LAST_EPOCH: Final = 253402300799.0  # the last whole second of 9999
 
 
 class EnvelopeError(ValueError):
@@ -82,6 +84,9 @@ class EnvelopeReader:
         # (year, month, day, hour, minute) in the configured zone -> epoch of its first
         # second, or None when the zone's offset changes within that minute
         self._minute_epochs: dict[tuple[int, int, int, int, int], float | None] = {}
+        # RFC 3164 minute text ("Nov 27 05:43") -> epoch of its first second in the
+        # stream's year; emptied when that year changes
+        self._year_minutes: dict[str, float] = {}
         # epoch of a UTC minute -> its ISO text up to the seconds, "2026-11-27T05:43:"
         self._utc_minutes: dict[float, str] = {}
         # "host prog[pid]" -> (host, program, pid); "host prog" -> (host, program)
@@ -177,7 +182,7 @@ class EnvelopeReader:
 
     def _utc_text(self, epoch: float) -> str:
         """``iso_utc(epoch)``; for a whole second, from the cached text of its minute."""
-        if not epoch.is_integer():
+        if epoch % 1.0 != 0.0:  # is_integer() would be a generic method call when compiled
             return _iso_text(epoch)
         minute_start = epoch - epoch % 60
         prefix = self._utc_minutes.get(minute_start)
@@ -186,9 +191,12 @@ class EnvelopeReader:
             if len(self._utc_minutes) >= _STAMP_CACHE_LIMIT:
                 self._utc_minutes.clear()
             self._utc_minutes[minute_start] = prefix
-        return f"{prefix}{int(epoch - minute_start):02d}+00:00"
+        return f"{prefix}{_TWO_DIGITS[int(epoch - minute_start)]}+00:00"
 
     def _rfc3164_epoch(self, stamp: str) -> float:
+        known = self._epoch_in_known_minute(stamp)
+        if known is not None:
+            return known
         month = _MONTHS.get(stamp[:3])
         if month is None or stamp[3] != " ":
             raise EnvelopeError("no timestamp")
@@ -207,11 +215,39 @@ class EnvelopeReader:
                 # new-year rollover: December then January
                 self._year = year + 1
                 self._syslog_stamps.clear()
+                self._year_minutes.clear()
                 return self._local_epoch(year + 1, month, day, hour, minute, second)
             if epoch > last + _HALF_YEAR:
                 # a late line from the previous year; the stream's year stays
                 return self._local_epoch(year - 1, month, day, hour, minute, second)
         self._year = year
+        # the next stamps of this minute take _epoch_in_known_minute
+        start = self._minute_epochs.get((year, month, day, hour, minute))
+        if start is not None:
+            if len(self._year_minutes) >= _STAMP_CACHE_LIMIT:
+                self._year_minutes.clear()
+            self._year_minutes[stamp[:-3]] = start
+        return epoch
+
+    def _epoch_in_known_minute(self, stamp: str) -> float | None:
+        """What :meth:`_rfc3164_epoch` gives for a stamp whose minute was read before.
+
+        None when the minute is new, or when the stamp is far enough from the
+        previous one to need the year decisions of the long way.
+        """
+        start = self._year_minutes.get(stamp[:-3])
+        if start is None:
+            return None
+        try:
+            second = int(stamp[-2:])
+        except ValueError as exc:
+            raise EnvelopeError("bad timestamp") from exc
+        if not 0 <= second <= 59:
+            return None
+        epoch = start + second
+        last = self._last_epoch
+        if last is not None and not last - _HALF_YEAR <= epoch <= last + _HALF_YEAR:
+            return None
         return epoch
 
     def _initial_year(self, month: int, day: int) -> int:

@@ -3,14 +3,18 @@
 An address is accepted only where the log format puts one, and only when
 ``ipaddress`` says it is one; IPv4-mapped IPv6 (``::ffff:1.2.3.4``) becomes the
 IPv4 address. Nothing here searches a line for "something that looks like an IP".
+Addresses already written the way ``ipaddress`` writes them are recognised
+without building its objects (most addresses are, and that is ten times cheaper).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
-_CACHE_LIMIT = 65536
-_valid: dict[str, str | None] = {}
+_CACHE_LIMIT: Final = 65536
+_valid: Final[dict[str, str | None]] = {}
+_IPV6_CHARACTERS: Final = frozenset("0123456789abcdef:")
 
 
 def normalize_ip(text: str) -> str | None:
@@ -31,6 +35,8 @@ def _parse_ip(text: str) -> str | None:
         candidate = candidate[5:]
     if not candidate or len(candidate) > 45:
         return None
+    if _is_canonical_ipv4(candidate) or _is_canonical_ipv6(candidate):
+        return candidate  # what str(ip_address(candidate)) gives, without building it
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
@@ -38,6 +44,65 @@ def _parse_ip(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def _is_canonical_ipv4(text: str) -> bool:
+    """Whether ``text`` is a dotted quad that ``ipaddress`` accepts and prints unchanged.
+
+    Four ASCII decimal octets up to 255 without leading zeros: exactly the
+    rules of ``ipaddress.IPv4Address``, whose text form is then ``text``.
+    Anything else (IPv6, odd forms, garbage) is left to ``ipaddress``.
+    """
+    octets = text.split(".")
+    if len(octets) != 4:
+        return False
+    for octet in octets:
+        if not (0 < len(octet) <= 3 and octet.isascii() and octet.isdigit()):
+            return False
+        if len(octet) > 1 and octet[0] == "0":
+            return False
+        if len(octet) == 3 and octet > "255":  # three digits compare as text as numbers do
+            return False
+    return True
+
+
+def _is_canonical_ipv6(text: str) -> bool:
+    """Whether ``text`` is an IPv6 address written as ``ipaddress`` writes it (RFC 5952).
+
+    Lower-case groups of hex digits without leading zeros, the longest run of
+    two or more zero groups (the first of equal runs) written as ``::``.
+    IPv4-mapped addresses (``::ffff:a:b``), which become IPv4, and every other
+    form (upper case, dotted tails, zones) are left to ``ipaddress``.
+    """
+    if text.startswith("::ffff:") or not _IPV6_CHARACTERS.issuperset(text):
+        return False
+    before_text, compressed, after_text = text.partition("::")
+    if not compressed:
+        groups = text.split(":")
+        return len(groups) == 8 and _plain_groups(groups, 1)
+    before = before_text.split(":") if before_text else []
+    after = after_text.split(":") if after_text else []
+    skipped = 8 - len(before) - len(after)
+    # the zero groups next to "::" would belong to its run
+    return (
+        skipped >= 2
+        and (not before or before[-1] != "0")
+        and (not after or after[0] != "0")
+        and _plain_groups(before, skipped - 1)
+        and _plain_groups(after, skipped)
+    )
+
+
+def _plain_groups(groups: list[str], longest_zero_run: int) -> bool:
+    """Whether the groups are 1-4 digits without leading zeros, no run of "0" too long."""
+    run = 0
+    for group in groups:
+        if not 0 < len(group) <= 4 or (len(group) > 1 and group[0] == "0"):
+            return False
+        run = run + 1 if group == "0" else 0
+        if run > longest_zero_run:
+            return False
+    return True
 
 
 def host_and_ip(text: str, start: int = 0) -> tuple[str, str | None, int]:

@@ -25,7 +25,7 @@ AUTH`` following a logged SASL failure are ``auth_echo`` records of it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from models.events import DeliveryStatus, Event
 from parsers.correlation import FailedAttempts, HostState, QueuedMessage, SmtpdSession
@@ -40,13 +40,13 @@ from parsers.result import (
     new_event,
 )
 
-SOURCE = "postfix"
-SMTP = "smtp"
+SOURCE: Final = "postfix"
+SMTP: Final = "smtp"
 
-_DELIVERY_SERVICES = frozenset(
+_DELIVERY_SERVICES: Final = frozenset(
     {"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard", "retry", "relay"}
 )
-_HOUSEKEEPING_SERVICES = frozenset(
+_HOUSEKEEPING_SERVICES: Final = frozenset(
     {
         "master",
         "postfix-script",
@@ -72,24 +72,26 @@ _HOUSEKEEPING_SERVICES = frozenset(
         "oqmgr",
     }
 )
-_TLS_ESTABLISHED = (
+_TLS_ESTABLISHED: Final = (
     "Anonymous TLS connection established from ",
     "Trusted TLS connection established from ",
     "Verified TLS connection established from ",
     "Untrusted TLS connection established from ",
 )
-_POLICY_ACTIONS = frozenset({"discard", "filter", "redirect", "warn", "prepend", "bcc", "replace"})
-_DELIVERY_TAIL = re.compile(
+_POLICY_ACTIONS: Final = frozenset(
+    {"discard", "filter", "redirect", "warn", "prepend", "bcc", "replace"}
+)
+_DELIVERY_TAIL: Final = re.compile(
     r">, (?:orig_to=<[^>]*>, )?relay=([^,]*), (?:conn_use=\d+, )?delay=[\d.]+, "
     r"delays=[\d./]+, dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z]+)(?: \((.*)\))?$"
 )
-_DELIVERY_STATUSES: dict[str, DeliveryStatus] = {
+_DELIVERY_STATUSES: Final[dict[str, DeliveryStatus]] = {
     "sent": "sent",
     "deferred": "deferred",
     "bounced": "bounced",
     "expired": "expired",
 }
-_NOTICES = {
+_NOTICES: Final = {
     "sender non-delivery notification": "non-delivery",
     "sender delay notification": "delay",
     "sender delivery status notification": "success",

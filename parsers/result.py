@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Final
 
 from models.events import DeliveryStatus, Event, Origin, Outcome
 
+# The per-line classes write their own __init__ (init=False): compiled with mypyc,
+# a written constructor is a direct C call, a generated one a Python-level call.
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class ParseResult:
     """What one line produced.
 
@@ -21,12 +24,22 @@ class ParseResult:
       go to the dead-letter topic.
     """
 
-    events: list[Event] = field(default_factory=list)
-    ignored: str | None = None
-    error: str | None = None
+    events: list[Event]
+    ignored: str | None
+    error: str | None
+
+    def __init__(
+        self,
+        events: list[Event] | None = None,
+        ignored: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.events = [] if events is None else events
+        self.ignored = ignored
+        self.error = error
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class LineContext:
     """One line split into its envelope: what every event of the line carries."""
 
@@ -37,6 +50,24 @@ class LineContext:
     program: str
     pid: str | None
     message: str
+
+    def __init__(
+        self,
+        ts: str,
+        epoch: float,
+        host: str | None,
+        origin: Origin,
+        program: str,
+        pid: str | None,
+        message: str,
+    ) -> None:
+        self.ts = ts
+        self.epoch = epoch
+        self.host = host
+        self.origin = origin
+        self.program = program
+        self.pid = pid
+        self.message = message
 
 
 # A parser for one program: (message, context, service) -> result, and the
@@ -83,6 +114,13 @@ _EVENT_FIELDS = (
 )
 if tuple(f.name for f in fields(Event))[: len(_EVENT_FIELDS)] != _EVENT_FIELDS:
     raise ImportError("models.events.Event fields changed: update parsers.result.new_event")
+# Event(...) goes through type.__call__, which packs the arguments into a tuple and
+# looks __init__ up on every call; the dataclass __init__ called on a bare instance
+# builds the same event about a fifth faster, interpreted or compiled.
+if Event.__new__ is not object.__new__:
+    raise ImportError("models.events.Event has its own __new__: update parsers.result.new_event")
+_bare_object: Final = object.__new__
+_init_event: Final = Event.__init__
 
 
 def new_event(
@@ -115,7 +153,9 @@ def new_event(
     path of every line, and this is about twice as fast as forwarding
     ``**values`` to the dataclass.
     """
-    return Event(
+    event = _bare_object(Event)
+    _init_event(
+        event,
         ctx.ts,
         ctx.epoch,
         ctx.host,
@@ -141,3 +181,4 @@ def new_event(
         ctx.origin,
         {} if extra is None else extra,
     )
+    return event
