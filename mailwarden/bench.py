@@ -8,6 +8,8 @@
 (b) ``fail2ban-regex FILE 'postfix[mode=auth]'``;
 (c) ``fail2ban-regex FILE dovecot``;
 (d) a bare-Python floor: read a line, one regex, orjson a small dict;
+(e) (a) again with the parsers compiled by mypyc (``mailwarden.native``), in a
+    child process that imports them from the build directory;
 
 and then the parse time of each worst-case line (``loggen.pathological_lines``)
 at 6 and 60 kB, whose ratio shows whether any pattern backtracks.
@@ -27,6 +29,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -80,19 +83,23 @@ def cpu_clock(children: bool = False) -> Iterator[list[float]]:
     spent[1] = time.perf_counter() - start
 
 
-def measure_mailwarden(path: Path, year: int) -> Measurement:
+OURS = "mailwarden parse"
+OURS_NATIVE = "mailwarden parse (mypyc)"
+
+
+def measure_mailwarden(path: Path, year: int, name: str = OURS) -> Measurement:
     """Parse, correlate and serialize every event, as `mailwarden parse` does, minus output."""
     from parsers.api import LogParser
 
     parser = LogParser(host=None, timezone="UTC", year=year)
     feed = parser.feed
     dumps = orjson.dumps
-    name = str(path)
+    origin_path = str(path)
     lines = 0
     outcomes: Counter[str] = Counter()
     with cpu_clock() as spent, path.open("rb") as handle:
         for lines, raw in enumerate(handle, 1):
-            result = feed(raw.rstrip(b"\n"), Origin(name, lines))
+            result = feed(raw.rstrip(b"\n"), Origin(origin_path, lines))
             for event in result.events:
                 dumps(event)
                 if event.kind == "auth" and event.outcome == "failure":
@@ -102,9 +109,38 @@ def measure_mailwarden(path: Path, year: int) -> Measurement:
             elif not result.events:
                 outcomes["ignored"] += 1
     note = f"errors={outcomes['errors']} ignored={outcomes['ignored']}"
-    return Measurement(
-        "mailwarden parse", lines, spent[0], spent[1], outcomes["failed_attempts"], note
+    return Measurement(name, lines, spent[0], spent[1], outcomes["failed_attempts"], note)
+
+
+def measure_native(path: Path, year: int, build: Path) -> Measurement:
+    """:func:`measure_mailwarden` in a child process whose parsers come from ``build``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(build.resolve()), env.get("PYTHONPATH", "")) if part
     )
+    command = [sys.executable, "-c", _NATIVE_CHILD, str(path), str(year)]
+    # cwd: `python -c` puts it first on sys.path, where a source checkout would shadow the build
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=build, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return Measurement(OURS_NATIVE, 0, 0.0, 0.0, None, f"failed: {' / '.join(tail)}")
+    values = orjson.loads(done.stdout)
+    return Measurement(OURS_NATIVE, **values)
+
+
+# The child refuses to measure interpreted parsers under the compiled name.
+_NATIVE_CHILD = """
+import sys, orjson
+from pathlib import Path
+from mailwarden.native import parsers_in_use
+from mailwarden.bench import measure_mailwarden
+in_use = parsers_in_use()
+if not in_use.compiled or in_use.stale:
+    sys.exit("parsers: " + in_use.describe())
+m = measure_mailwarden(Path(sys.argv[1]), int(sys.argv[2]))
+sys.stdout.buffer.write(orjson.dumps(
+    {"lines": m.lines, "cpu": m.cpu, "wall": m.wall, "found": m.found, "note": m.note}))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,20 +239,20 @@ def render(measurements: list[Measurement], truth: Truth) -> str:
         f"passdb), {truth.failed_attempts:,} failed attempts in all"
     )
     by_name = {m.name: m for m in measurements}
-    ours = by_name.get("mailwarden parse")
-    if ours is None or ours.lines == 0:
-        return "\n".join(out)
-    out.append("")
-    for m in measurements:
-        if m is not ours and m.rate > 0:
-            out.append(f"ratio mailwarden / {m.name:<34} {ours.rate / m.rate:>6.2f}x")
     fail2ban = [by_name[label] for label, _ in FAIL2BAN_FILTERS if label in by_name]
-    if len(fail2ban) == len(FAIL2BAN_FILTERS):
-        both = ours.lines / sum(m.cpu for m in fail2ban)
-        out.append(
-            f"ratio mailwarden / both fail2ban filters together ({format_rate(both).strip()} "
-            f"lines/s) {ours.rate / both:>6.2f}x"
-        )
+    for ours in (by_name.get(OURS), by_name.get(OURS_NATIVE)):
+        if ours is None or ours.lines == 0:
+            continue
+        out.append("")
+        others = [m for m in measurements if m.rate > 0 and m.name not in (OURS, OURS_NATIVE)]
+        for m in others:
+            out.append(f"ratio {ours.name} / {m.name:<34} {ours.rate / m.rate:>6.2f}x")
+        if len(fail2ban) == len(FAIL2BAN_FILTERS):
+            both = ours.lines / sum(m.cpu for m in fail2ban)
+            out.append(
+                f"ratio {ours.name} / both fail2ban filters together "
+                f"({format_rate(both).strip()} lines/s) {ours.rate / both:>6.2f}x"
+            )
     return "\n".join(out)
 
 
@@ -246,6 +282,17 @@ for _command in (broker_bench, pipeline_bench, policy_bench, replay_bench):
     show_default=True,
     help="Also time fail2ban-regex with the postfix[mode=auth] and dovecot filters.",
 )
+@click.option(
+    "--native",
+    "native_build",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Measure this mypyc build (mailwarden native build) instead of compiling one.",
+)
+@click.option(
+    "--no-native",
+    is_flag=True,
+    help="Skip the mypyc-compiled parsers (e); by default they are compiled into a temp dir.",
+)
 def parse_bench(
     lines: int | None,
     mb: float | None,
@@ -253,6 +300,8 @@ def parse_bench(
     keep: bool,
     seed: int,
     with_fail2ban: bool,
+    native_build: Path | None,
+    no_native: bool,
 ) -> None:
     """Parse throughput: mailwarden vs fail2ban-regex vs a bare-Python floor."""
     if lines is not None and mb is not None:
@@ -268,7 +317,8 @@ def parse_bench(
             f"-> {path}",
             err=True,
         )
-        measurements = _run_all(path, with_fail2ban)
+        with _native_build(native_build, no_native) as build:
+            measurements = _run_all(path, with_fail2ban, build)
         click.echo(render(measurements, truth))
         if measurements[0].lines:
             click.echo("")
@@ -290,9 +340,34 @@ def _temporary_log() -> Path:
     return Path(name)
 
 
-def _run_all(path: Path, with_fail2ban: bool) -> list[Measurement]:
+@contextmanager
+def _native_build(given: Path | None, skip: bool) -> Iterator[Path | None]:
+    """The mypyc build to measure: the one given, a fresh one in a temp dir, or none."""
+    if skip:
+        yield None
+        return
+    if given is not None:
+        yield given
+        return
+    from mailwarden.native import NativeBuildError, build_native_parsers
+
+    with tempfile.TemporaryDirectory(prefix="mailwarden-bench-native-") as scratch:
+        build = Path(scratch) / "native"
+        click.echo("compiling the parsers with mypyc for (e) ...", err=True)
+        try:
+            build_native_parsers(build)
+        except NativeBuildError as exc:
+            click.echo(f"skipping (e): {exc}", err=True)
+            yield None
+            return
+        yield build
+
+
+def _run_all(path: Path, with_fail2ban: bool, native: Path | None) -> list[Measurement]:
     steps: list[tuple[str, Callable[[], Measurement]]] = []
-    steps.append(("mailwarden", lambda: _ours_or_note(path)))
+    steps.append(("mailwarden", lambda: measure_mailwarden(path, START.year)))
+    if native is not None:
+        steps.append(("mailwarden (mypyc)", lambda: measure_native(path, START.year, native)))
     if with_fail2ban:
         executable = shutil.which("fail2ban-regex")
         if executable is None:
@@ -310,14 +385,6 @@ def _run_all(path: Path, with_fail2ban: bool) -> list[Measurement]:
 
 def _bind_fail2ban(label: str, spec: str, path: Path, executable: str) -> Callable[[], Measurement]:
     return lambda: measure_fail2ban(label, spec, path, executable)
-
-
-def _ours_or_note(path: Path) -> Measurement:
-    """Until the parsers exist, say so in the table rather than fail the whole bench."""
-    try:
-        return measure_mailwarden(path, year=START.year)
-    except ImportError as exc:
-        return Measurement("mailwarden parse", 0, 0.0, 0.0, None, f"unavailable: {exc}")
 
 
 @bench_group.command("all")

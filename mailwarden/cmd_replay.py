@@ -35,6 +35,7 @@ import orjson
 
 from mailwarden.config import Config, ConfigError, load_config
 from mailwarden.geoip import GeoipError, open_geo
+from mailwarden.native import parsers_in_use
 from models.alerts import Alert
 from models.commands import Command
 from models.detector import Detector
@@ -244,6 +245,7 @@ def replay(
         policy = load_policy(policy_file)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(f"replay: parsers {parsers_in_use().describe()}", err=True)
     if to_kafka:
         _publish(config, files, input_format, host, timezone, year, unparsed_path)
         return

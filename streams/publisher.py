@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from mailwarden.config import Config, load_config
+from mailwarden.native import log_parsers_in_use
 from models.events import Origin
 from parsers.api import LogParser
 from streams.checkpoint import AckTracker, CheckpointStore
@@ -341,6 +342,7 @@ def tail_command(
     Stops cleanly on SIGTERM or SIGINT.
     """
     configure_logging()
+    log_parsers_in_use(log)
     try:
         config = load_config(config_path)
         settings = PublisherSettings(
