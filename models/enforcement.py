@@ -52,6 +52,7 @@ from ipaddress import (
 from typing import Final, Literal
 
 from models.commands import ACTIONS, Command, InvalidCommand, verify_command
+from models.policy import TLS_VERSIONS
 
 Verdict = Literal["REJECT", "DEFER", "HOLD", "DUNNO"]
 Outcome = Literal["applied", "released", "dry_run", "stale", "duplicate", "expired", "rejected"]
@@ -80,7 +81,13 @@ DEFAULT_REPLY_TEXTS: Final[Mapping[str, str]] = {
     "suspend_smtp": "account suspended",
     "suspend_login": "account suspended",
     "block_ip": "client address blocked",
+    "deny_insecure": "encryption required",
 }
+REPLY_ACTIONS: Final[tuple[str, ...]] = tuple(DEFAULT_REPLY_TEXTS)
+# The insecure_auth rule's default min_tls: below it, a channel is what the rule
+# calls insecure. Adapters cannot see per-class rule settings, so they use this.
+MIN_TLS: Final = "TLSv1.2"
+WEAK_TLS_VERSIONS: Final[frozenset[str]] = frozenset(TLS_VERSIONS[: TLS_VERSIONS.index(MIN_TLS)])
 REFUSED_TEXT: Final = "refused"
 REASON_LIMIT: Final = 120
 # Characters of the command id in a reply: enough for support to find the
@@ -183,9 +190,9 @@ class ClientReplies:
 
     def __post_init__(self) -> None:
         for action, text in self.texts.items():
-            if action not in SMTP_ACTIONS:
+            if action not in REPLY_ACTIONS:
                 raise ValueError(
-                    f"reply text for unknown action {action!r}; known: {', '.join(SMTP_ACTIONS)}"
+                    f"reply text for unknown action {action!r}; known: {', '.join(REPLY_ACTIONS)}"
                 )
             if not isinstance(text, str) or not text:
                 raise ValueError(f"reply text for {action} must be a non-empty string")
@@ -207,6 +214,11 @@ class ClientReplies:
 def client_replies(overrides: Mapping[str, str], *, rule_reason: bool = False) -> ClientReplies:
     """The default reply texts with ``overrides`` applied, validated."""
     return ClientReplies({**DEFAULT_REPLY_TEXTS, **overrides}, rule_reason)
+
+
+def weak_tls(encryption_protocol: str) -> bool:
+    """Plaintext (an empty protocol) or a version below MIN_TLS; an unknown name is not judged."""
+    return encryption_protocol == "" or encryption_protocol in WEAK_TLS_VERSIONS
 
 
 def normalize_account(name: str) -> str:
@@ -440,6 +452,17 @@ class ActiveCommands:
         command = self.account_command("suspend_login", login, now) or self.address_command(
             "block_ip", remote, now
         )
+        if command is None:
+            return NO_OBJECTION
+        return Decision("REJECT", self.replies.reply(command), command)
+
+    def decide_insecure(self, account: str, now: float) -> Decision:
+        """REJECT if ``account`` is under ``deny_insecure``.
+
+        Ask only for a login whose channel the adapter found unencrypted or
+        weak: only the adapter knows its protocol's fields.
+        """
+        command = self.account_command("deny_insecure", account, now) if account else None
         if command is None:
             return NO_OBJECTION
         return Decision("REJECT", self.replies.reply(command), command)

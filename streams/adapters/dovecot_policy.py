@@ -9,7 +9,8 @@ it. The body holds the ``auth_policy_request_attributes`` (``login``,
 - ``allow``: :meth:`ActiveCommands.decide_login`; a suspended login or a
   blocked address gets ``{"status": -1, "msg": "<reply>"}`` (Dovecot refuses
   the login and shows the reply, e.g. ``account suspended (ref 7b43e346)``,
-  to the client), anything else
+  to the client), and so does an account under ``deny_insecure`` that logs
+  in over plaintext (:func:`plaintext_login`); anything else
   ``{"status": 0, "msg": ""}``. SMTP AUTH through Postfix's Dovecot SASL
   arrives here too, with ``protocol: "smtp"``.
 - ``report``: always ``{"status": 0, "msg": ""}``; the report becomes an
@@ -35,9 +36,9 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from models.enforcement import ActiveCommands, parse_address
+from models.enforcement import ActiveCommands, Decision, parse_address
 from models.events import Event, Origin, iso_utc
-from streams.adapters.metrics import AdapterMetrics
+from streams.adapters.metrics import AdapterMetrics, count_refusal
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ SOURCE = "dovecot-policy"
 ORIGIN_PATH = "dovecot-auth-policy"
 MAX_BODY = 64 * 1024
 ALLOW_OK: Mapping[str, Any] = {"status": 0, "msg": ""}
+# Dovecot's %{secured}: "TLS", "secured" (a trusted channel: the client's IP
+# is the server's, or in login_trusted_networks), or "" for neither.
+SECURED_CHANNELS = frozenset({"TLS", "secured"})
 
 
 class ReportSink(Protocol):
@@ -84,6 +88,18 @@ def tls_of(body: Mapping[str, Any]) -> str | None:
     if tls is False:
         return "none"
     return None
+
+
+def plaintext_login(body: Mapping[str, Any]) -> bool:
+    """True when the login crossed the network unencrypted, as far as Dovecot tells.
+
+    That is :func:`tls_of` ``none`` on a channel Dovecot does not call
+    secured: the insecure_auth rule never judges secured channels (local
+    webmail), so ``deny_insecure`` does not refuse them either. SMTP AUTH
+    without ``secured`` in the request says nothing about TLS, so it is not
+    refused.
+    """
+    return tls_of(body) == "none" and body.get("secured") not in SECURED_CHANNELS
 
 
 def report_event(body: Mapping[str, Any], now: float, *, host: str | None, sequence: int) -> Event:
@@ -192,17 +208,30 @@ class DovecotPolicyServer:
             self.metrics.latency.observe(time.perf_counter() - started)
         return response
 
-    def _allow(self, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    def decide(self, body: Mapping[str, Any]) -> Decision:
+        """The decision for one ``allow`` body: suspended, blocked, or plaintext denied."""
         login, remote = _text(body, "login"), _text(body, "remote")
-        decision = self.active.decide_login(login, remote, self._clock())
+        now = self._clock()
+        decision = self.active.decide_login(login, remote, now)
+        if not decision.refuses and plaintext_login(body):
+            decision = self.active.decide_insecure(login, now)
+        return decision
+
+    def _allow(self, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+        decision = self.decide(body)
         if not decision.refuses:
             return ALLOW_OK, "DUNNO"
+        login, remote = _text(body, "login"), _text(body, "remote")
         command = decision.command
+        count_refusal(self.metrics, decision)
         log.info(
-            "refused login=%r remote=%r protocol=%r: %s (rule %s, id %s, reason %r)",
+            "refused login=%r remote=%r protocol=%r tls=%r secured=%r: %s "
+            "(rule %s, id %s, reason %r)",
             login,
             remote,
             _text(body, "protocol"),
+            body.get("tls"),
+            body.get("secured"),
             decision.reply,
             command.rule if command else "",
             command.id if command else "",

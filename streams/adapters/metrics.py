@@ -1,11 +1,12 @@
 """Prometheus metrics of an adapter, served from its own event loop.
 
-Each adapter process has its own registry: request counters and latency
-filled by the protocol server, plus the state of its view of `mail.control`
-(commands in force, records by outcome, rejected records by reason, lag,
-caught up, connected), read from :class:`ActiveCommands` and
-:class:`ControlConsumer` at scrape time. The scrape runs in the adapter's
-event loop (aiohttp), so it never reads that state from another thread.
+Each adapter process has its own registry: request counters, refusals by
+the action behind them, and latency, filled by the protocol server, plus
+the state of its view of `mail.control` (commands in force, records by
+outcome, rejected records by reason, lag, caught up, connected), read from
+:class:`ActiveCommands` and :class:`ControlConsumer` at scrape time. The
+scrape runs in the adapter's event loop (aiohttp), so it never reads that
+state from another thread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from models.enforcement import ActiveCommands
+from models.enforcement import ActiveCommands, Decision
 from streams.adapters.control import ControlConsumer
 
 # Answers come from memory: most take well under a millisecond.
@@ -36,6 +37,12 @@ class AdapterMetrics:
             ["decision"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "mailwarden_adapter_refusals",
+            "Requests refused, by the action of the command behind the refusal.",
+            ["action"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "mailwarden_adapter_request_seconds",
             "Time from a complete request to its answer being written.",
@@ -52,6 +59,12 @@ class AdapterMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def count_refusal(metrics: AdapterMetrics | None, decision: Decision) -> None:
+    """Count a refusing ``decision`` under the action of its command."""
+    if metrics is not None and decision.refuses and decision.command is not None:
+        metrics.refusals.labels(decision.command.action).inc()
 
 
 class ControlCollector(Collector):

@@ -9,7 +9,10 @@ for further requests until it closes it (``smtpd_policy_service_max_idle``,
 The answer comes from :meth:`ActiveCommands.decide_smtp` on ``sasl_username``
 and ``client_address``: ``DUNNO`` (no objection, the other restrictions
 decide) or ``REJECT``/``DEFER``/``HOLD`` with the decision's ``reply``: a
-generic phrase and a reference to the command, never the rule's reason.
+generic phrase and a reference to the command, never the rule's reason. A
+``sasl_username`` under ``deny_insecure`` is also refused (``REJECT``) when
+``encryption_protocol`` is empty or below TLSv1.2 (:func:`insecure_channel`);
+the strongest verdict wins.
 
 Robustness choices (docs/adapters.md):
 
@@ -33,8 +36,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from models.enforcement import ActiveCommands, Decision
-from streams.adapters.metrics import AdapterMetrics
+from models.enforcement import ActiveCommands, Decision, weak_tls
+from streams.adapters.metrics import AdapterMetrics, count_refusal
 from streams.adapters.tcp import ConnectionLimits, TcpService
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,16 @@ class PolicyRequest:
 
     attributes: dict[str, str] = field(default_factory=dict)
     ignored_lines: int = 0
+
+
+def insecure_channel(attributes: Mapping[str, str]) -> bool:
+    """The client is on plaintext or TLS below TLSv1.2, by ``encryption_protocol``.
+
+    Postfix sends the attribute empty without TLS. A request without it (not
+    from Postfix) or with a protocol name the rule does not know is not judged.
+    """
+    protocol = attributes.get("encryption_protocol")
+    return protocol is not None and weak_tls(protocol)
 
 
 def reply_for(decision: Decision) -> bytes:
@@ -128,18 +141,25 @@ class PostfixPolicyServer(TcpService):
             self._malformed("not smtpd_access_policy")
             log.warning("answered DUNNO to a request of type %r", attributes.get("request"))
             return Decision("DUNNO")
-        decision = self.active.decide_smtp(
-            attributes.get("sasl_username", ""), attributes.get("client_address", ""), self._clock()
-        )
+        now = self._clock()
+        sasl_username = attributes.get("sasl_username", "")
+        decision = self.active.decide_smtp(sasl_username, attributes.get("client_address", ""), now)
+        # deny_insecure only ever says REJECT, the strongest verdict.
+        if decision.action != "REJECT" and insecure_channel(attributes):
+            denied = self.active.decide_insecure(sasl_username, now)
+            if denied.refuses:
+                decision = denied
         if decision.refuses:
+            count_refusal(self.metrics, decision)
             command = decision.command
             log.info(
-                "%s sasl_username=%r client_address=%r state=%s queue_id=%s: %s "
+                "%s sasl_username=%r client_address=%r state=%s tls=%r queue_id=%s: %s "
                 "(rule %s, id %s, reason %r)",
                 decision.action,
-                attributes.get("sasl_username", ""),
+                sasl_username,
                 attributes.get("client_address", ""),
                 attributes.get("protocol_state", ""),
+                attributes.get("encryption_protocol", ""),
                 attributes.get("queue_id", ""),
                 decision.reply,
                 command.rule if command else "",

@@ -17,6 +17,7 @@ It lives in the same TOML file as the broker and topic settings
     suspend_smtp = "account suspended"
     suspend_login = "account suspended"
     block_ip = "client address blocked"
+    deny_insecure = "encryption required"
 
     [adapters.postfix_policy]
     listen = "127.0.0.1:10040"

@@ -10,7 +10,9 @@ Maps (the ``name`` in ``socketmap:inet:127.0.0.1:10041:<name>``):
 ``sasl_access``
     For ``check_sasl_access``: the key is the SASL login name. A suspended
     account (``suspend_smtp``, ``suspend_login``) gives ``OK REJECT <reply>``
-    (or the configured HOLD/DEFER verdict), anything else ``NOTFOUND``.
+    (or the configured HOLD/DEFER verdict), anything else ``NOTFOUND``. The
+    lookup carries no TLS state, so ``deny_insecure`` is not acted on here
+    (the policy service does it).
 ``sender_transport``
     For ``sender_dependent_default_transport_maps``: the key is the envelope
     sender. An account under ``isolate_sender`` gives ``OK <isolation
@@ -32,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from models.enforcement import ActiveCommands
-from streams.adapters.metrics import AdapterMetrics
+from streams.adapters.metrics import AdapterMetrics, count_refusal
 from streams.adapters.tcp import ConnectionLimits, TcpService
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ class SocketmapServer(TcpService):
             decision = self.active.decide_smtp(key, "", self._clock())
             if not decision.refuses:
                 return "NOTFOUND "
+            count_refusal(self.metrics, decision)
             command = decision.command
             log.info(
                 "sasl_access %r: %s %s (rule %s, id %s, reason %r)",

@@ -119,13 +119,18 @@ class AdapterProcess:
     def output_text(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""
 
+    def metrics_text(self) -> str:
+        """The adapter's Prometheus exposition; raises OSError while it does not serve it."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+        ) as response:
+            body: bytes = response.read()
+        return body.decode()
+
     def caught_up(self) -> bool:
         """The adapter's own word (its metrics) that it has read the whole control topic."""
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as response:
-                text = response.read().decode()
+            text = self.metrics_text()
         except OSError:
             return False
         return any(
@@ -561,5 +566,66 @@ def test_an_expired_suspend_login_stops_refusing(
 
     after = imap_login(
         mail_lab.host, mail_lab.ports.imap, fresh_client_ip(), BOB, mail_lab.password(BOB)
+    )
+    assert after.ok, after
+
+
+# ---------------------------------------------------------------- (e) deny_insecure
+
+
+def test_deny_insecure_refuses_plaintext_imap_but_not_tls_until_released(
+    mail_lab: MailLab, enforcement: Enforcement
+) -> None:
+    enforcement.start("dovecot-policy")
+    password = mail_lab.password(CAROL)
+    # Not 127.0.0.1: Dovecot calls a client on the server's own address secured.
+    ip = fresh_client_ip()
+    since = log_offset(mail_lab.dovecot_log)
+
+    denial = enforcement.command("deny_insecure", "account", CAROL)
+    enforcement.publish(denial)
+    refusal, _ = poll_until(
+        lambda: imap_login(mail_lab.host, mail_lab.ports.imap, ip, CAROL, password),
+        _refused,
+        PROPAGATION_DEADLINE,
+        "carol's plaintext IMAP login under deny_insecure",
+    )
+
+    assert f"encryption required {ref(denial)}" in refusal.text, refusal
+    assert "threshold" not in refusal.text
+    mail_lab.wait_for_log(
+        mail_lab.dovecot_log,
+        lambda line: f"policy({CAROL},{ip}," in line and "policy server refusal" in line,
+        since=since,
+    )
+    # The same account from the same address, on the same port, after STARTTLS.
+    starttls = imap_login(
+        mail_lab.host, mail_lab.ports.imap, ip, CAROL, password, starttls="TLSv1.3"
+    )
+    assert starttls.ok, starttls
+    imaps = imap_login(
+        mail_lab.host,
+        mail_lab.ports.imaps,
+        fresh_client_ip(),
+        CAROL,
+        password,
+        implicit_tls="TLSv1.2",
+    )
+    assert imaps.ok, imaps
+    (adapter,) = enforcement.adapters
+    counted = [
+        float(line.split()[-1])
+        for line in adapter.metrics_text().splitlines()
+        if line.startswith('mailwarden_adapter_refusals_total{action="deny_insecure"} ')
+    ]
+    assert counted and counted[0] >= 1, counted
+
+    enforcement.release(denial)
+    # A fresh address per attempt: Dovecot delays logins after failures from one address.
+    after, _ = poll_until(
+        lambda: imap_login(mail_lab.host, mail_lab.ports.imap, fresh_client_ip(), CAROL, password),
+        lambda outcome: outcome.ok,
+        PROPAGATION_DEADLINE,
+        "carol's plaintext IMAP login after the release",
     )
     assert after.ok, after

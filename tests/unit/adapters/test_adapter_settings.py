@@ -26,6 +26,7 @@ block_ip = "DEFER"
 
 [adapters.reply_texts]
 block_ip = "access denied, see https://help.example.org/blocked"
+deny_insecure = "use TLS, see https://help.example.org/tls"
 
 [adapters.postfix_policy]
 listen = "127.0.0.1:20040"
@@ -60,6 +61,7 @@ def test_defaults_without_a_file() -> None:
         "suspend_smtp": "account suspended",
         "suspend_login": "account suspended",
         "block_ip": "client address blocked",
+        "deny_insecure": "encryption required",
     }
     assert settings.replies.rule_reason is False
     assert settings.postfix_policy_listen == "127.0.0.1:10040"
@@ -85,6 +87,7 @@ def test_every_key(tmp_path: Path) -> None:
         settings.replies.texts["block_ip"] == "access denied, see https://help.example.org/blocked"
     )
     assert settings.replies.texts["suspend_smtp"] == "account suspended"
+    assert settings.replies.texts["deny_insecure"] == "use TLS, see https://help.example.org/tls"
     assert settings.replies.rule_reason is True
     assert (settings.limits.idle_timeout, settings.limits.max_connections) == (60.0, 50)
     assert settings.postfix_policy_listen == "127.0.0.1:20040"
@@ -105,7 +108,9 @@ def test_every_key(tmp_path: Path) -> None:
         ("[adapters.postfix_policy]\nport = 1\n", "unknown keys: port"),
         ("[adapters.smtp_responses]\nsuspend_smtp = 'BOUNCE'\n", "choose one of"),
         ("[adapters.smtp_responses]\nrelease = 'REJECT'\n", "unknown action"),
-        ("[adapters.reply_texts]\nrelease = 'lifted'\n", "unknown action"),
+        ("[adapters.reply_texts]\nrelease = 'lifted'\n", "unknown action 'release'.*deny_insecure"),
+        ('[adapters.reply_texts]\ndeny_insecure = "a\\nb"\n', "deny_insecure must be printable"),
+        ("[adapters.reply_texts]\ndeny_insecure = ''\n", "deny_insecure must be a non-empty"),
         ('[adapters.reply_texts]\nblock_ip = "no\\r\\n550 x"\n', "one line"),
         ("[adapters.reply_texts]\nblock_ip = 42\n", "non-empty string"),
         ("[adapters]\nreply_texts = 'blocked'\n", "must be a table"),
