@@ -24,6 +24,10 @@ still repeat one request, with the same ``Idempotency-Key``.
 
 On first start `mail.control` is read from the beginning (commands in force
 notify; expired ones do not) and `mail.alerts` from its end.
+
+Metrics (``streams.notifier_metrics``, ``--metrics-port``): records by outcome,
+deliveries by webhook name and result, delivery time, the backlog and the
+broker connection, which a periodic probe keeps honest while reading idles.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ from models.notification import (
     plan_command,
     request_headers,
 )
+from streams.notifier_metrics import (
+    DeliveryResult,
+    MetricsUnavailable,
+    NotifierMetrics,
+    start_metrics_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,10 @@ FETCH_TIMEOUT_MS = 500
 FETCH_MAX_RECORDS = 500
 RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 30.0
+# Seconds between checks that the broker still answers (a fetch from a dead
+# broker just returns nothing), and how long one check may take.
+PROBE_INTERVAL = 5.0
+PROBE_TIMEOUT = 5.0
 DETAIL_LIMIT = 200
 _ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -458,6 +472,7 @@ class Deliverer:
         deadletters: DeadLetters,
         stats: NotifierStats,
         *,
+        metrics: NotifierMetrics | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -466,6 +481,7 @@ class Deliverer:
         self.store = store
         self.deadletters = deadletters
         self.stats = stats
+        self.metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -473,6 +489,7 @@ class Deliverer:
         """``"delivered"`` or ``"dead_lettered"``; either way the pair is settled for good."""
         key = delivery_key(endpoint, notification)
         body = notification.body()
+        started = time.monotonic()
         error = ""
         attempt = 0
         for attempt in range(1, self.settings.max_attempts + 1):
@@ -480,6 +497,7 @@ class Deliverer:
             if verdict == "delivered":
                 self.store.add(key, "delivered", self._clock())
                 self.stats.delivered += 1
+                self._count_settled(endpoint, "delivered", started)
                 log.info(
                     "delivered %s notification %s to %s (try %d)",
                     notification.audience,
@@ -496,6 +514,8 @@ class Deliverer:
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.settings.backoff_max))
             self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.count_retry(endpoint.name)
             log.info(
                 "%s for %s notification %s; try %d in %.2f s",
                 error,
@@ -519,6 +539,7 @@ class Deliverer:
         )
         self.store.add(key, "dead_lettered", self._clock())
         self.stats.dead_lettered += 1
+        self._count_settled(endpoint, "dead_letter", started)
         log.error(
             "gave up on %s notification %s to %s after %d tries (%s); written to %s",
             notification.audience,
@@ -529,6 +550,10 @@ class Deliverer:
             self.deadletters.path,
         )
         return "dead_lettered"
+
+    def _count_settled(self, endpoint: Endpoint, result: DeliveryResult, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.count_settled(endpoint.name, result, time.monotonic() - started)
 
     async def _attempt(
         self, endpoint: Endpoint, notification: Notification, body: bytes
@@ -569,6 +594,10 @@ class Notifier:
         self.settings = settings
         self.signing_key = config.require_signing_key()
         self.stats = NotifierStats()
+        self.metrics = NotifierMetrics(e.name for e in settings.endpoints)
+        self.metrics.watch(self)
+        # Whether the broker answered the last read or probe.
+        self.connected = False
         state = config.state_dir / "notifier"
         self.store = DeliveredStore(state / "delivered.jsonl", settings.delivery.remember)
         self.position_file = PositionFile(state / "positions.json")
@@ -581,7 +610,8 @@ class Notifier:
         self._clock = clock
         self._rng = rng
         self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.delivery.queue_size)
-        self._in_flight: set[str] = set()
+        # Delivery keys not yet settled -> when they were read (monotonic), oldest first.
+        self._in_flight: dict[str, float] = {}
         self._read: dict[TopicPartition, int] = {}
         self._saved: dict[TopicPartition, int] = {}
         self._targets: dict[TopicPartition, int] | None = None
@@ -593,6 +623,14 @@ class Notifier:
         if self.settings.policy.notify_alerts:
             topics.append(self.config.topics.alerts)
         return topics
+
+    def pending_notifications(self) -> int:
+        return len(self._in_flight)
+
+    def oldest_pending_seconds(self) -> float:
+        # Insertion order is reading order, and settling only removes keys.
+        oldest = next(iter(self._in_flight.values()), None)
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Notify until ``stop`` is set, then give queued notifications a grace period."""
@@ -614,6 +652,7 @@ class Notifier:
                 self.store,
                 self.deadletters,
                 self.stats,
+                metrics=self.metrics,
                 clock=self._clock,
                 rng=self._rng,
             )
@@ -650,7 +689,7 @@ class Notifier:
             finally:
                 self._queue.task_done()
             # Only a settled job lets its record's position advance; a cancelled one is redone.
-            self._in_flight.discard(job.key)
+            self._in_flight.pop(job.key, None)
             self.offsets.release(job.tp, job.offset)
 
     async def _read_loop(self) -> None:
@@ -666,9 +705,11 @@ class Notifier:
             try:
                 await consumer.start()
                 partitions = await self._assign(consumer)
+                self.connected = True
                 delay = RECONNECT_INITIAL
                 await self._consume(consumer, partitions)
             except (KafkaError, OSError, TopicMissing) as exc:
+                self.connected = False
                 log.warning(
                     "reading from %s failed (%s: %s); again in %.1f s",
                     self.config.kafka.bootstrap,
@@ -723,6 +764,7 @@ class Notifier:
         return partitions
 
     async def _consume(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        next_probe = time.monotonic() + PROBE_INTERVAL
         while True:
             batches = await consumer.getmany(
                 timeout_ms=FETCH_TIMEOUT_MS, max_records=FETCH_MAX_RECORDS
@@ -734,6 +776,26 @@ class Notifier:
             self._save_positions()
             if not self.caught_up.is_set():
                 self._check_caught_up(partitions)
+            if time.monotonic() >= next_probe:
+                await self._probe(consumer, partitions)
+                next_probe = time.monotonic() + PROBE_INTERVAL
+
+    async def _probe(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Ask the broker for the end offsets: only to know whether it still answers."""
+        try:
+            await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_TIMEOUT)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            if self.connected:
+                log.warning(
+                    "lost %s (%s); queued notifications are still sent",
+                    self.config.kafka.bootstrap,
+                    str(exc) or type(exc).__name__,
+                )
+            self.connected = False
+            return
+        if not self.connected:
+            log.info("%s answers again", self.config.kafka.bootstrap)
+        self.connected = True
 
     def _check_caught_up(self, partitions: list[TopicPartition]) -> None:
         targets = self._targets or {}
@@ -756,17 +818,21 @@ class Notifier:
         plan = self._plan(tp, record)
         if plan.skipped is not None:
             self.stats.ignored[plan.skipped] += 1
+        queued = duplicates = 0
         for notification in plan.notifications:
             for endpoint in self.settings.endpoints_for(notification.audience):
                 key = delivery_key(endpoint, notification)
                 if key in self.store or key in self._in_flight:
                     self.stats.duplicates += 1
+                    duplicates += 1
                     continue
-                self._in_flight.add(key)
+                self._in_flight[key] = time.monotonic()
                 self.offsets.hold(tp, record.offset)
                 self.stats.queued += 1
+                queued += 1
                 # A full queue makes the reader wait: back pressure, not loss.
                 await self._queue.put(Job(endpoint, notification, key, tp, record.offset))
+        self.metrics.count_record(tp.topic, plan.skipped or record_outcome(queued, duplicates))
 
     def _plan(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> Plan:
         where = f"{tp.topic}/{tp.partition}/{record.offset}"
@@ -803,6 +869,16 @@ class Notifier:
             return Plan(skipped="unrenderable")
 
 
+def record_outcome(queued: int, duplicates: int) -> str:
+    """What became of a record that asked for notifications."""
+    if queued:
+        return "notified"
+    if duplicates:
+        return "already_notified"
+    # Its audiences have no webhook configured (warned about at start).
+    return "no_webhook"
+
+
 def _rejection(exc: InvalidCommand) -> str:
     reason = str(exc)
     if reason == "unsigned":
@@ -828,12 +904,22 @@ def sample_messages(settings: NotifierSettings) -> list[tuple[str, str, str | No
     return out
 
 
-async def run_until_signalled(notifier: Notifier) -> None:
+async def run_until_signalled(
+    notifier: Notifier, metrics_address: tuple[str, int] | None = None
+) -> None:
+    """Run ``notifier``, and its ``/metrics`` at ``(host, port)`` if given, until a signal."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await notifier.run(stop)
+    if metrics_address is None:
+        await notifier.run(stop)
+        return
+    runner = await start_metrics_server(notifier.metrics, *metrics_address)
+    try:
+        await notifier.run(stop)
+    finally:
+        await runner.cleanup()
 
 
 @click.command("notifier")
@@ -854,13 +940,29 @@ async def run_until_signalled(notifier: Notifier) -> None:
 )
 @click.option("--check", is_flag=True, help="Check the configs, print sample messages, exit.")
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default: none).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port; anything but loopback is warned about.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     default="INFO",
     show_default=True,
 )
 def notifier_command(
-    config_path: Path | None, notifier_path: Path, check: bool, log_level: str
+    config_path: Path | None,
+    notifier_path: Path,
+    check: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_level: str,
 ) -> None:
     """Notify account owners (alternate channel) and the SOC (webhooks) of enforcement."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -879,7 +981,8 @@ def notifier_command(
             if html is not None:
                 click.echo(f"--- {key} (html)\n{html}")
         return
+    metrics_address = None if metrics_port is None else (metrics_host, metrics_port)
     try:
-        asyncio.run(run_until_signalled(notifier))
-    except* (ConfigError, StateError) as group:
+        asyncio.run(run_until_signalled(notifier, metrics_address))
+    except* (ConfigError, StateError, MetricsUnavailable) as group:
         raise click.ClickException("; ".join(map(str, group.exceptions))) from None

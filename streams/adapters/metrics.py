@@ -20,10 +20,10 @@ from prometheus_client.registry import Collector
 
 from models.enforcement import ActiveCommands, Decision
 from streams.adapters.control import ControlConsumer
+from streams.metrics_http import serve_metrics
 
 # Answers come from memory: most take well under a millisecond.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class AdapterMetrics:
@@ -141,13 +141,4 @@ class ControlCollector(Collector):
 
 async def start_metrics_server(metrics: AdapterMetrics, host: str, port: int) -> web.AppRunner:
     """Serve ``/metrics`` on ``host:port``; stop it with ``await runner.cleanup()``."""
-
-    async def handle(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serve_metrics(metrics.exposition, host, port)

@@ -3,14 +3,18 @@
 The receiver answers from a script (503, 429, a stall, ...) and records every
 request; the tests check what a webhook owner would: one accepted delivery
 per command and audience, each with a valid signature, nothing for forged
-commands, and nothing again after a restart.
+commands, and nothing again after a restart -- and what an operator would:
+the counters and the backlog on the notifier's ``/metrics``, scraped over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 
 from mailwarden.config import Topics, load_config
 from models.alerts import Alert
@@ -42,6 +47,7 @@ from streams.notifier import (
     NotifierStats,
     notifier_settings,
 )
+from streams.notifier_metrics import NotifierMetrics, start_metrics_server
 from tests.integration.running import SIGNING_KEY, mailwarden, produce, running, write_config
 from tests.support.kafka import TEST_PARTITIONS
 
@@ -66,10 +72,18 @@ class Received:
 
 @dataclass
 class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers the first requests from ``script``."""
+    """A webhook receiver on 127.0.0.1 that answers the first requests from ``script``.
+
+    A path in ``always`` gets that status every time; a path in ``gated``
+    waits for ``gate`` before answering, counted in ``waiting`` meanwhile.
+    """
 
     script: list[int] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
+    always: dict[str, int] = field(default_factory=dict)
+    gated: set[str] = field(default_factory=set)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: Counter[str] = field(default_factory=Counter)
     port: int = 0
 
     def url(self, path: str) -> str:
@@ -77,7 +91,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        status = self.script.pop(0) if self.script else 200
+        if request.path in self.gated:
+            self.waiting[request.path] += 1
+            await self.gate.wait()
+            self.waiting[request.path] -= 1
+        if request.path in self.always:
+            status = self.always[request.path]
+        else:
+            status = self.script.pop(0) if self.script else 200
         if status == STALL:
             await asyncio.sleep(1.0)
             status = 200
@@ -130,17 +151,29 @@ class Delivery:
     store: DeliveredStore
     deadletters: DeadLetters
     stats: NotifierStats
+    metrics: NotifierMetrics
+
+    def deliveries(self, result: str) -> float | None:
+        return self.metrics.registry.get_sample_value(
+            "mailwarden_notifier_deliveries_total", {"endpoint": "soc", "result": result}
+        )
 
 
 def delivery(tmp_path: Path, **settings: Any) -> Delivery:
     store = DeliveredStore(tmp_path / "delivered.jsonl", capacity=100)
     deadletters = DeadLetters(tmp_path / "deadletter.jsonl")
     stats = NotifierStats()
+    metrics = NotifierMetrics(["soc"])
     client = httpx.AsyncClient(timeout=httpx.Timeout(settings.get("timeout", 2.0)))
     deliverer = Deliverer(
-        client, DeliverySettings(**{**FAST, **settings}), store, deadletters, stats
+        client,
+        DeliverySettings(**{**FAST, **settings}),
+        store,
+        deadletters,
+        stats,
+        metrics=metrics,
     )
-    return Delivery(deliverer, store, deadletters, stats)
+    return Delivery(deliverer, store, deadletters, stats, metrics)
 
 
 NOTE = Notification("0123456789abcdef", "soc", {"type": "notification", "text": "hello"})
@@ -169,6 +202,7 @@ async def test_server_errors_are_retried_until_accepted(tmp_path: Path, receiver
     assert all(verified(r, SOC_SECRET) for r in receiver.requests)
     assert "soc|0123456789abcdef" in setup.store
     assert not setup.deadletters.path.exists()
+    assert [setup.deliveries(r) for r in ("delivered", "retried", "dead_letter")] == [1, 3, 0]
 
 
 async def test_a_client_error_is_final_and_dead_lettered(
@@ -194,6 +228,7 @@ async def test_giving_up_after_max_attempts_writes_a_dead_letter(
     assert len(receiver.requests) == 3
     assert dead_letters(setup)[0]["attempts"] == 3
     assert setup.stats.retries == 2
+    assert [setup.deliveries(r) for r in ("delivered", "retried", "dead_letter")] == [0, 2, 1]
 
 
 async def test_a_stalled_request_times_out_and_is_retried(
@@ -291,6 +326,35 @@ async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample on ``http://127.0.0.1:port/metrics``, parsed as Prometheus does."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def series(samples: Samples, name: str) -> dict[tuple[str, ...], float]:
+    """The samples of ``name`` keyed by their label values, in label-name order."""
+    return {
+        tuple(value for _, value in sorted(labels)): value
+        for (sample_name, labels), value in samples.items()
+        if sample_name == name
+    }
+
+
 @pytest.mark.kafka
 async def test_each_command_is_notified_once_signed_and_never_again(
     tmp_path: Path, kafka_bootstrap: str, unique_topics: Topics, receiver: Receiver
@@ -353,14 +417,31 @@ async def test_each_command_is_notified_once_signed_and_never_again(
     before = len(receiver.requests)
     notifier_toml = tmp_path / "notifier.toml"
     write_notifier_config(notifier_toml, receiver)
+    metrics_port = closed_port()
     args = mailwarden(
-        "notifier", "--config", str(config_path), "--notifier-config", str(notifier_toml)
+        "notifier",
+        "--config",
+        str(config_path),
+        "--notifier-config",
+        str(notifier_toml),
+        "--metrics-port",
+        str(metrics_port),
     )
     with running(args, tmp_path / "notifier.log") as program:
         await program.wait_for_output("caught up", 60)
         assert len(receiver.requests) == before
+        samples = await scrape(metrics_port)
         returncode = program.stop()
     assert returncode == 0, program.output()
+    assert sample(samples, "mailwarden_notifier_connected") == 1
+    assert sample(samples, "mailwarden_notifier_caught_up") == 1
+    assert sample(samples, "mailwarden_notifier_queue_depth") == 0
+    # Series for every configured webhook exist from the start, at zero.
+    assert series(samples, "mailwarden_notifier_deliveries_total") == {
+        (endpoint, result): 0.0
+        for endpoint in ("soc", "user")
+        for result in ("dead_letter", "delivered", "retried")
+    }
 
     # Lost positions: mail.control is read from the start, the delivered set holds.
     (config.state_dir / "notifier" / "positions.json").unlink()
@@ -370,3 +451,147 @@ async def test_each_command_is_notified_once_signed_and_never_again(
     assert third.stats.duplicates == 4
     assert third.stats.delivered == 0
     assert third.stats.ignored["forged"] == 1
+    records = {
+        outcome: third.metrics.registry.get_sample_value(
+            "mailwarden_notifier_records_total",
+            {"topic": unique_topics.control, "outcome": outcome},
+        )
+        for outcome in ("already_notified", "notified", "forged", "unsigned", "dry_run")
+    }
+    assert records == {
+        "already_notified": 2, "notified": None, "forged": 1, "unsigned": 1, "dry_run": 1
+    }  # fmt: skip
+
+
+@pytest.mark.kafka
+async def test_metrics_count_records_and_deliveries_and_the_backlog_drains(
+    tmp_path: Path, kafka_bootstrap: str, unique_topics: Topics, receiver: Receiver
+) -> None:
+    suspended = signed_command("jane@example.org", "suspend_smtp")
+    reset = signed_command("joe@example.org", "require_password_reset")
+    forged = signed_command("victim@x", "suspend_login", key=b"not-the-key")
+    dry = signed_command("dry@x", "suspend_login", dry_run=True)
+    await produce(
+        kafka_bootstrap,
+        unique_topics.control,
+        [(c.key.encode(), c.to_json()) for c in (suspended, reset, forged, dry)],
+    )
+    quiet_alert = Alert(
+        rule="password_spray",
+        epoch=time.time(),
+        category="authentication",
+        outcome="failure",
+        severity=10,
+        reason="3 accounts failed",
+        source_ip="203.0.113.9",
+    )
+    # The user gateway accepts everything; the SOC webhook holds every request
+    # until the gate opens, then answers 500 until the notifier gives up.
+    receiver.always["/soc"] = 500
+    receiver.gated.add("/soc")
+    raw = notifier_raw(receiver)
+    raw["delivery"] = {**FAST, "timeout": 20.0, "concurrency": 4}
+    config = load_config(write_config(tmp_path, kafka_bootstrap, unique_topics, TEST_PARTITIONS))
+    notifier = Notifier(config, notifier_settings(raw, tmp_path))
+    runner = await start_metrics_server(notifier.metrics, "127.0.0.1", 0)
+    port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    task = asyncio.create_task(notifier.run(stop))
+    try:
+        await asyncio.wait_for(notifier.ready.wait(), 30)
+        await produce(
+            kafka_bootstrap, unique_topics.alerts, [(b"203.0.113.9", quiet_alert.to_json())]
+        )
+        await wait_for(
+            lambda: len(receiver.accepted("/user")) == 2 and receiver.waiting["/soc"] == 2, 30
+        )
+        backed_up = await scrape(port)
+        receiver.gate.set()
+        await asyncio.wait_for(notifier.caught_up.wait(), 30)
+        await wait_for(lambda: notifier.stats.records == 5, 30)
+        settled = await scrape(port)
+    finally:
+        receiver.gate.set()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await runner.cleanup()
+
+    # While the SOC webhook held both its requests, they were the backlog.
+    assert sample(backed_up, "mailwarden_notifier_queue_depth") == 2
+    assert sample(backed_up, "mailwarden_notifier_oldest_pending_seconds") > 0
+    assert sample(backed_up, "mailwarden_notifier_deliveries_total", endpoint="user",
+                  result="delivered") == 2  # fmt: skip
+    assert sample(backed_up, "mailwarden_notifier_deliveries_total", endpoint="soc",
+                  result="dead_letter") == 0  # fmt: skip
+
+    assert series(settled, "mailwarden_notifier_records_total") == {
+        ("dry_run", unique_topics.control): 1,
+        ("forged", unique_topics.control): 1,
+        ("notified", unique_topics.control): 2,
+        ("below_severity", unique_topics.alerts): 1,
+    }
+    # FAST allows 4 tries: each SOC notification is retried 3 times, then dead-lettered.
+    assert series(settled, "mailwarden_notifier_deliveries_total") == {
+        ("soc", "dead_letter"): 2,
+        ("soc", "delivered"): 0,
+        ("soc", "retried"): 6,
+        ("user", "dead_letter"): 0,
+        ("user", "delivered"): 2,
+        ("user", "retried"): 0,
+    }
+    assert len(receiver.requests) == 2 + 2 * 4
+    for endpoint in ("soc", "user"):
+        count = sample(settled, "mailwarden_notifier_delivery_seconds_count", endpoint=endpoint)
+        below_inf = sample(
+            settled, "mailwarden_notifier_delivery_seconds_bucket", endpoint=endpoint, le="+Inf"
+        )
+        assert count == below_inf == 2
+    # The SOC deliveries waited at the gate; the user ones did not.
+    assert sample(settled, "mailwarden_notifier_delivery_seconds_sum", endpoint="soc") > sample(
+        settled, "mailwarden_notifier_delivery_seconds_sum", endpoint="user"
+    )
+    assert sample(settled, "mailwarden_notifier_queue_depth") == 0
+    assert sample(settled, "mailwarden_notifier_oldest_pending_seconds") == 0
+    assert sample(settled, "mailwarden_notifier_connected") == 1
+    assert sample(settled, "mailwarden_notifier_caught_up") == 1
+    # No URL, secret or account name ever becomes a label.
+    body = "".join(f"{name}{sorted(labels)}" for name, labels in settled)
+    assert "127.0.0.1" not in body
+    assert "example.org" not in body
+
+
+def test_metrics_on_an_address_other_than_loopback_are_warned_about(
+    tmp_path: Path,
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is never an address of this host: the warning is
+    # logged, then listening fails with a clear error, and no port is opened.
+    config_path = write_config(tmp_path, f"127.0.0.1:{closed_port()}", Topics(), TEST_PARTITIONS)
+    notifier_toml = tmp_path / "notifier.toml"
+    notifier_toml.write_text(
+        f"""
+[[soc]]
+name = "soc"
+url = "http://127.0.0.1:{closed_port()}/soc"
+secret = "{SOC_SECRET.decode()}"
+""",
+        encoding="utf-8",
+    )
+    args = mailwarden(
+        "notifier",
+        "--config",
+        str(config_path),
+        "--notifier-config",
+        str(notifier_toml),
+        "--metrics-host",
+        "192.0.2.1",
+        "--metrics-port",
+        str(closed_port()),
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
+    result = subprocess.run(
+        args, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "WARNING" in result.stderr
+    assert "serving metrics on 192.0.2.1: /metrics has no authentication" in result.stderr
+    assert result.returncode == 1
+    assert "cannot serve metrics on 192.0.2.1" in result.stderr

@@ -41,9 +41,11 @@ from streams.notifier import (
     SettledOffsets,
     backoff_delay,
     notifier_settings,
+    record_outcome,
     retry_after_seconds,
     status_verdict,
 )
+from streams.notifier_metrics import NotifierMetrics, is_loopback
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = b"unit-test-signing-key"
@@ -435,3 +437,50 @@ def test_a_record_holds_its_position_until_its_notifications_settle() -> None:
     offsets.release(tp, 2)
     assert offsets.positions() == {tp: 3}
     assert offsets.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("queued", "duplicates", "outcome"),
+    [(1, 0, "notified"), (1, 1, "notified"), (0, 2, "already_notified"), (0, 0, "no_webhook")],
+)
+def test_a_record_that_asks_for_notifications_says_what_became_of_it(
+    queued: int, duplicates: int, outcome: str
+) -> None:
+    assert record_outcome(queued, duplicates) == outcome
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.0.2.1", False), ("metrics.example.org", False)],
+)  # fmt: skip
+def test_only_loopback_metrics_addresses_pass_without_a_warning(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_delivery_series_exist_at_zero_for_every_configured_webhook_only() -> None:
+    metrics = NotifierMetrics(["user", "soc-siem"])
+    registry = metrics.registry
+    for endpoint in ("user", "soc-siem"):
+        for result in ("delivered", "retried", "dead_letter"):
+            labels = {"endpoint": endpoint, "result": result}
+            assert registry.get_sample_value("mailwarden_notifier_deliveries_total", labels) == 0
+    assert (
+        registry.get_sample_value(
+            "mailwarden_notifier_deliveries_total", {"endpoint": "other", "result": "delivered"}
+        )
+        is None
+    )
+    metrics.count_settled("soc-siem", "dead_letter", 0.3)
+    assert (
+        registry.get_sample_value(
+            "mailwarden_notifier_delivery_seconds_bucket", {"endpoint": "soc-siem", "le": "0.5"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "mailwarden_notifier_delivery_seconds_bucket", {"endpoint": "soc-siem", "le": "0.25"}
+        )
+        == 0
+    )
