@@ -26,6 +26,7 @@ V = TypeVar("V")
 # passdb failure, waits auth_failure_delay (2 s by default), then answers
 # Postfix; the auth penalty is served before the lookup, so the gap stays small.
 ECHO_WINDOW: Final = 10.0
+_NO_SOURCES: Final[frozenset[str]] = frozenset()
 
 
 class BoundedMap(Generic[K, V]):
@@ -284,7 +285,7 @@ class FailedAttempts:
                 smtpd_guessed=source == self.SMTPD and user is None,
             )
         )
-        return True, frozenset()
+        return True, _NO_SOURCES
 
     def _pairs(
         self,
@@ -375,7 +376,10 @@ class FailedAttempts:
 class HostState:
     """All correlation state of one mail host."""
 
-    smtpd: BoundedMap[str, SmtpdSession] = field(default_factory=lambda: BoundedMap(20_000, 3600.0))
+    # keyed by (program, pid) of the smtpd process
+    smtpd: BoundedMap[tuple[str, str | None], SmtpdSession] = field(
+        default_factory=lambda: BoundedMap(20_000, 3600.0)
+    )
     queue: BoundedMap[str, QueuedMessage] = field(
         default_factory=lambda: BoundedMap(200_000, 6 * 86400.0)
     )

@@ -200,7 +200,7 @@ def parse_login_fields(tail: str) -> LoginFields:
             fields.session = item[9:-1]
         elif head == "secu" and item == "secured":
             fields.secured = True
-        elif head[:3] == "TLS" or head[:3] == "SSL":
+        elif item.startswith(("TLS", "SSL")):
             if item == "TLS" or item.startswith("TLS: "):
                 fields.encrypted = True
             elif item.startswith("TLS handshaking"):
@@ -265,11 +265,13 @@ def parse_auth_identifier(text: str) -> AuthIdentity | None:
 
 def _identity_at(text: str, close: int) -> AuthIdentity | None:
     session = None
-    if text.startswith(": ", close + 1):
+    # slices, not startswith(..., position): compiled, that is a generic method call
+    after = text[close + 1 : close + 3]
+    if after == ": ":
         message_at = close + 3
-    elif text.startswith("<", close + 1):
+    elif after[:1] == "<":
         end = text.find(">", close + 2)
-        if end < 0 or not text.startswith(": ", end + 1):
+        if end < 0 or text[end + 1 : end + 3] != ": ":
             return None
         session = text[close + 2 : end]
         message_at = end + 3
@@ -649,6 +651,7 @@ def _split_process(base: str, process: str) -> tuple[str | None, list[str]]:
             break
         groups.insert(0, text[opening + 1 : -1])
         text = text[:opening]
-    if not (text.startswith("(", len(base)) and text.endswith(")")):
+    # a slice, not startswith("(", position): compiled, that is a generic method call
+    if not (text[len(base) : len(base) + 1] == "(" and text.endswith(")")):
         return None, groups
     return text[len(base) + 1 : -1], groups

@@ -108,19 +108,10 @@ class EnvelopeReader:
             epoch = stamp[0]
             if last is None or last - _HALF_YEAR <= epoch <= last + _HALF_YEAR:
                 tag_end = line.find(": ", 16)
-                parts = self._tag_cache.get(line[16:tag_end]) if tag_end > 0 else None
-                if parts is None:
-                    context = self._tagged(line, 16, stamp, origin)
+                if tag_end > 0:
+                    context = self._tagged_at(line, 16, tag_end, stamp, origin)
                 else:
-                    context = LineContext(
-                        stamp[1],
-                        epoch,
-                        self._host or parts[0],
-                        origin,
-                        parts[1],
-                        parts[2],
-                        line[tag_end + 2 :],
-                    )
+                    context = self._tagged(line, 16, stamp, origin)
                 self._last_epoch = epoch
                 return context
         return self._read_any(line, origin)
@@ -429,6 +420,12 @@ class EnvelopeReader:
             if not line.endswith(":"):
                 raise EnvelopeError("no program tag")
             tag_end = len(line) - 1
+        return self._tagged_at(line, start, tag_end, stamp, origin)
+
+    def _tagged_at(
+        self, line: str, start: int, tag_end: int, stamp: tuple[float, str], origin: Origin
+    ) -> LineContext:
+        """The context of a line whose tag is ``line[start:tag_end]``, the message after it."""
         tag = line[start:tag_end]
         parts = self._tag_cache.get(tag)
         if parts is None:

@@ -15,6 +15,8 @@ from typing import Final
 _CACHE_LIMIT: Final = 65536
 _valid: Final[dict[str, str | None]] = {}
 _IPV6_CHARACTERS: Final = frozenset("0123456789abcdef:")
+# "0" to "255": the octets ipaddress accepts (ASCII digits, no leading zero) and prints as is
+_CANONICAL_OCTETS: Final = frozenset(str(number) for number in range(256))
 
 
 def normalize_ip(text: str) -> str | None:
@@ -54,16 +56,7 @@ def _is_canonical_ipv4(text: str) -> bool:
     Anything else (IPv6, odd forms, garbage) is left to ``ipaddress``.
     """
     octets = text.split(".")
-    if len(octets) != 4:
-        return False
-    for octet in octets:
-        if not (0 < len(octet) <= 3 and octet.isascii() and octet.isdigit()):
-            return False
-        if len(octet) > 1 and octet[0] == "0":
-            return False
-        if len(octet) == 3 and octet > "255":  # three digits compare as text as numbers do
-            return False
-    return True
+    return len(octets) == 4 and all(octet in _CANONICAL_OCTETS for octet in octets)
 
 
 def _is_canonical_ipv6(text: str) -> bool:

@@ -85,6 +85,10 @@ _DELIVERY_TAIL: Final = re.compile(
     r">, (?:orig_to=<[^>]*>, )?relay=([^,]*), (?:conn_use=\d+, )?delay=[\d.]+, "
     r"delays=[\d./]+, dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z]+)(?: \((.*)\))?$"
 )
+# the disconnect counters cache: entries, and the longest text kept (a crafted
+# line must not make it hold much memory)
+_COUNTERS_CACHE_LIMIT: Final = 1024
+_COUNTERS_TEXT_LIMIT: Final = 200
 _DELIVERY_STATUSES: Final[dict[str, DeliveryStatus]] = {
     "sent": "sent",
     "deferred": "deferred",
@@ -118,6 +122,9 @@ class PostfixParser:
             "pickup": self._pickup,
             "postsuper": self._postsuper,
         }
+        # disconnect counters text -> (counters, AUTH successes, AUTH attempts); most
+        # sessions end with one of a few dozen texts
+        self._counters: dict[str, tuple[dict[str, str], int, int | None]] = {}
 
     def route(self, program: str) -> Route:
         """``postfix/submission/smtpd`` -> (the smtpd handler, ``submission``)."""
@@ -144,7 +151,8 @@ class PostfixParser:
         if message.startswith("warning: "):
             return self._smtpd_warning(message, ctx, service)
         colon = message.find(": ")
-        if colon > 0 and (message[:colon] == "NOQUEUE" or is_queue_id(message[:colon])):
+        # queue ids are at most 20 characters: longer heads are not sliced off to be tested
+        if 0 < colon <= 20 and (message[:colon] == "NOQUEUE" or is_queue_id(message[:colon])):
             queue_id = message[:colon]
             rest = message[colon + 2 :]
             if rest.startswith("client="):
@@ -164,8 +172,9 @@ class PostfixParser:
             return ignored("smtpd_housekeeping")
         return failed("unrecognised postfix smtpd message")
 
-    def _session_key(self, ctx: LineContext) -> str:
-        return f"{ctx.program}[{ctx.pid}]"
+    def _session_key(self, ctx: LineContext) -> tuple[str, str | None]:
+        # a pair of strings the envelope's tag cache already holds: no text to build
+        return ctx.program, ctx.pid
 
     def _session_for(self, ctx: LineContext, client_ip: str | None) -> SmtpdSession | None:
         session = self._state.smtpd.get(self._session_key(ctx), ctx.epoch)
@@ -189,13 +198,8 @@ class PostfixParser:
         except ValueError:
             return failed("disconnect line without host[address]")
         session = self._session_for(ctx, ip)
-        counters: dict[str, str] = {}
-        for token in message[end:].split():
-            name, sep, value = token.partition("=")
-            if sep:
-                counters[name] = value
+        counters, auth_ok, auth_total = self._session_counters(message[end:])
         events = []
-        auth_ok, auth_total = _ratio(counters.get("auth"))
         tls = session.tls_state if session is not None else None
         if auth_ok and (session is None or not session.auth_reported):
             events.append(
@@ -229,6 +233,19 @@ class PostfixParser:
         if session is not None:
             self._state.smtpd.pop(self._session_key(ctx))
         return ParseResult(events=events)
+
+    def _session_counters(self, text: str) -> tuple[dict[str, str], int, int | None]:
+        """The ``name=value`` counters of a disconnect line (a fresh dict) and its AUTH ratio."""
+        known = self._counters.get(text)
+        if known is None:
+            counters = _counters(text)
+            auth_ok, auth_total = _ratio(counters.get("auth"))
+            known = (counters, auth_ok, auth_total)
+            if len(text) <= _COUNTERS_TEXT_LIMIT:
+                if len(self._counters) >= _COUNTERS_CACHE_LIMIT:
+                    self._counters.clear()
+                self._counters[text] = known
+        return known[0].copy(), known[1], known[2]
 
     def _tls(self, message: str, ctx: LineContext, service: str | None) -> ParseResult:
         start = message.find(" from ") + 6
@@ -419,7 +436,7 @@ class PostfixParser:
             _host, ip, end = host_and_ip(body, 0)
         except ValueError:
             return failed("SASL failure without host[address]")
-        if not body.startswith(": SASL ", end):
+        if body[end : end + 7] != ": SASL ":  # startswith(..., end) is a generic call compiled
             return failed("unrecognised SASL failure")
         mech_end = body.find(" authentication failed", end + 7)
         if mech_end < 0:
@@ -597,7 +614,7 @@ class PostfixParser:
             kind = "policy"
         else:
             return failed("unrecognised postfix smtpd message")
-        reply = detail[end + 2 :] if detail.startswith(": ", end) else detail[end:]
+        reply = detail[end + 2 :] if detail[end : end + 2] == ": " else detail[end:]
         sender, recipient, helo, reply = _envelope_fields(reply)
         session = self._session_for(ctx, ip)
         tls = session.tls_state if session is not None else None
@@ -954,6 +971,16 @@ def _housekeeping(_message: str, _ctx: LineContext, _service: str | None) -> Par
 
 def _other_program(_message: str, _ctx: LineContext, _service: str | None) -> ParseResult:
     return ignored("postfix_other_program")
+
+
+def _counters(text: str) -> dict[str, str]:
+    """`` ehlo=1 auth=0/1 quit=1`` -> {"ehlo": "1", "auth": "0/1", "quit": "1"}."""
+    counters: dict[str, str] = {}
+    for token in text.split():
+        name, sep, value = token.partition("=")
+        if sep:
+            counters[name] = value
+    return counters
 
 
 def _ratio(text: str | None) -> tuple[int, int | None]:
