@@ -143,6 +143,72 @@ sys.stdout.buffer.write(orjson.dumps(
 """
 
 
+def parse_first_lines(path: Path, year: int, limit: int) -> int:
+    """:func:`measure_mailwarden`'s work on the first ``limit`` lines, without clocks."""
+    from parsers.api import LogParser
+
+    parser = LogParser(host=None, timezone="UTC", year=year)
+    feed = parser.feed
+    dumps = orjson.dumps
+    origin_path = str(path)
+    events = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if number > limit:
+                break
+            for event in feed(raw.rstrip(b"\n"), Origin(origin_path, number)).events:
+                dumps(event)
+                events += 1
+    return events
+
+
+_COUNT_CHILD = """
+import sys
+from pathlib import Path
+from mailwarden.bench import parse_first_lines
+parse_first_lines(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+"""
+_CALLGRIND_TOTAL = re.compile(r"Collected : (\d+)")
+
+
+def count_instructions(path: Path, year: int, lines: int, build: Path | None) -> float:
+    """Instructions per line to parse the first ``lines`` lines, by callgrind.
+
+    A run over ``lines`` minus a run over none, so interpreter start-up and
+    imports cancel. Hash randomisation is fixed (it moves the count by ~3 %).
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise click.ClickException("valgrind not found: apt-get install valgrind")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if build is not None:
+        env["PYTHONPATH"] = str(build.resolve())
+
+    def total(limit: int) -> int:
+        with tempfile.TemporaryDirectory(prefix="mailwarden-callgrind-") as scratch:
+            command = [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={scratch}/out",
+                sys.executable,
+                "-c",
+                _COUNT_CHILD,
+                str(path),
+                str(year),
+                str(limit),
+            ]
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env, cwd=scratch, check=False
+            )
+        found = _CALLGRIND_TOTAL.search(done.stderr)
+        if done.returncode != 0 or found is None:
+            tail = done.stderr.strip().splitlines()[-3:]
+            raise click.ClickException(f"callgrind run failed: {' / '.join(tail)}")
+        return int(found.group(1))
+
+    return (total(lines) - total(0)) / lines
+
+
 @dataclass(frozen=True, slots=True)
 class Growth:
     """Parse time of one worst-case line at two sizes, ten times apart."""
@@ -385,6 +451,43 @@ def _run_all(path: Path, with_fail2ban: bool, native: Path | None) -> list[Measu
 
 def _bind_fail2ban(label: str, spec: str, path: Path, executable: str) -> Callable[[], Measurement]:
     return lambda: measure_fail2ban(label, spec, path, executable)
+
+
+@bench_group.command("instructions")
+@click.option(
+    "--lines",
+    type=click.IntRange(min=1_000, max=DEFAULT_LINES),
+    default=30_000,
+    show_default=True,
+    help="Count over the first this many lines of the generated log.",
+)
+@click.option(
+    "--native",
+    "native_build",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Also count this mypyc build (mailwarden native build) instead of compiling one.",
+)
+@click.option("--no-native", is_flag=True, help="Count the interpreted parsers only.")
+def instructions_bench(lines: int, native_build: Path | None, no_native: bool) -> None:
+    """Instructions per line (valgrind callgrind): repeatable on a busy machine.
+
+    Parse + correlation + orjson of the first LINES lines of the same
+    generated log as `bench parse` (default seed), interpreted and compiled.
+    About 30 s per build.
+    """
+    path = _temporary_log()
+    try:
+        write_log(path, lines=DEFAULT_LINES, seed=7)
+        with _native_build(native_build, no_native) as build:
+            rows: list[tuple[str, Path | None]] = [("mailwarden parse", None)]
+            if build is not None:
+                rows.append(("mailwarden parse (mypyc)", build))
+            for name, where in rows:
+                click.echo(f"counting {name} ...", err=True)
+                per_line = count_instructions(path, START.year, lines, where)
+                click.echo(f"{name:<34} {per_line:>10,.0f} instructions per line")
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @bench_group.command("all")
