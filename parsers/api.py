@@ -18,13 +18,13 @@ from typing import Final
 
 from models.events import Origin
 from parsers.auth import AuthLogParser, is_cyrus_badlogin, is_pam_message
-from parsers.correlation import HostState
+from parsers.correlation import HostState, QueueImport
 from parsers.dovecot import DovecotParser, is_dovecot_process
 from parsers.envelope import EnvelopeError, EnvelopeReader
 from parsers.postfix import PostfixParser
 from parsers.result import LineContext, ParseResult, Route, failed, ignored
 
-__all__ = ["MAX_LINE_BYTES", "LogParser", "ParseResult", "ParserStats"]
+__all__ = ["MAX_LINE_BYTES", "LogParser", "ParseResult", "ParserStats", "QueueImport"]
 
 MAX_LINE_BYTES: Final = 64 * 1024
 _ROUTE_CACHE_LIMIT: Final = 4096
@@ -111,6 +111,21 @@ class LogParser:
         else:
             stats.count_unproductive(result)
         return result
+
+    def export_correlation(self) -> dict[str, object]:
+        """The Postfix queue id -> account map, as JSON values, to outlive a restart.
+
+        Sessions and recent failures are left out on purpose (see
+        :mod:`parsers.correlation`).
+        """
+        return self._state.export_queue()
+
+    def import_correlation(self, snapshot: object) -> QueueImport:
+        """Restore what :meth:`export_correlation` gave, before the first line; never raises.
+
+        Bad entries are skipped and counted in the returned report.
+        """
+        return self._state.import_queue(snapshot)
 
     def _route_for(self, program: str) -> Route:
         route: Route

@@ -11,10 +11,22 @@
 
 Every map is bounded twice: a maximum number of entries (least recently used
 goes first) and an expiry measured in event time, never on the wall clock.
+
+Only the queue map outlives a restart of the publisher:
+:meth:`HostState.export_queue` gives it as plain JSON values, in least
+recently used order, and :meth:`HostState.import_queue` takes them back,
+checking every field. Sessions and failed attempts are not kept: the lines
+after the checkpoint are read again, and a restored failure would make its
+own re-read look like an echo. The snapshot may be a little ahead of the
+checkpoint (lines fed but not yet acknowledged), so a restored entry replays
+until the latest event time the snapshot had seen: a line of that time or
+earlier is a line read again, and leaves the entry as it is (a ``client=``
+line does not replace it, a ``queue active`` line is no retry).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
@@ -89,6 +101,26 @@ class BoundedMap(Generic[K, V]):
         entry = self._entries.pop(key, None)
         return None if entry is None else entry[1]
 
+    def items(self) -> list[tuple[K, float, V]]:
+        """(key, time of last use, value), least recently used first."""
+        return [(key, entry[0], entry[1]) for key, entry in self._entries.items()]
+
+    def restore(self, key: K, value: V, time: float) -> None:
+        """Add an entry at the young end with its own time (entries come oldest first)."""
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = (time, value)
+        if len(entries) > self._max_size:
+            entries.popitem(last=False)
+
+    @property
+    def max_size(self) -> int:
+        return self._max_size
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
 
 # The records below write their own __init__ (init=False): compiled with mypyc, a
 # written constructor is a direct C call, a generated one a Python-level call.
@@ -135,6 +167,10 @@ class QueuedMessage:
     notice_of: str | None
     notice_kind: str | None
     queued_before: bool
+    # restored from a snapshot: lines up to this event time were applied already
+    replay_until: float | None
+    # restored while replaying: ``queued_before`` as it stood at the snapshot
+    queued_at_snapshot: bool
 
     def __init__(
         self,
@@ -152,6 +188,13 @@ class QueuedMessage:
         self.notice_of = None
         self.notice_kind = None
         self.queued_before = False
+        self.replay_until = None
+        self.queued_at_snapshot = False
+
+    def end_replay(self) -> None:
+        """Lines after the snapshot are new: the entry is again as it was saved."""
+        self.queued_before = self.queued_before or self.queued_at_snapshot
+        self.replay_until = None
 
 
 @dataclass(slots=True, init=False)
@@ -197,6 +240,122 @@ class _Attempt:
         self.in_login_session = in_login_session
         self.summarized = False
         self.smtpd_guessed = smtpd_guessed
+
+
+class QueueMap(BoundedMap[str, QueuedMessage]):
+    """Queue id -> message; knows the latest event time it was used at, for snapshots."""
+
+    __slots__ = ("latest", "restored")
+
+    def __init__(self, max_size: int, ttl: float) -> None:
+        super().__init__(max_size, ttl)
+        self.latest = -math.inf
+        # whether entries came from a snapshot (only then can a put be a replay)
+        self.restored = False
+
+    def get(self, key: str, now: float) -> QueuedMessage | None:
+        # BoundedMap.get written out: every queue line comes here
+        if now > self.latest:
+            self.latest = now
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now - entry[0] > self._ttl:
+            del self._entries[key]
+            return None
+        message = entry[1]
+        if message.replay_until is not None and now > message.replay_until:
+            message.end_replay()
+        return message
+
+    def put(self, key: str, value: QueuedMessage, now: float) -> None:
+        if now > self.latest:
+            self.latest = now
+        if self.restored:
+            known = self._entries.get(key)
+            if known is not None:
+                replay_until = known[1].replay_until
+                if replay_until is not None and now <= replay_until:
+                    return  # a line read again after a restart: the entry already holds it
+        super().put(key, value, now)
+
+
+@dataclass(slots=True)
+class QueueImport:
+    """What :meth:`HostState.import_queue` did with a snapshot."""
+
+    restored: int = 0
+    # past the expiry or beyond the size bound
+    dropped: int = 0
+    # malformed: wrong types, missing fields, not a queue id
+    skipped: int = 0
+    # the snapshot itself is not one (the other counts are then zero)
+    unusable: str | None = None
+
+
+# position of each field in an exported queue entry
+_QUEUE_FIELDS: Final = (
+    "queue_id",
+    "time",
+    "user",
+    "client_ip",
+    "tls",
+    "protocol",
+    "sender",
+    "notice_of",
+    "notice_kind",
+    "queued_before",
+)
+# no logged field is longer than a log line
+_MAX_TEXT: Final = 64 * 1024
+
+
+def _text_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str or len(value) > _MAX_TEXT:
+        raise ValueError("not a text")
+    return value
+
+
+def _is_queue_id(value: object) -> bool:
+    return (
+        type(value) is str
+        and 5 <= len(value) <= 20
+        and value.isascii()
+        and value.isalnum()
+        and value != "NOQUEUE"
+    )
+
+
+def _event_time(value: object) -> float | None:
+    if type(value) is not float and type(value) is not int:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _restored_message(row: object) -> tuple[str, float, QueuedMessage] | None:
+    """One exported entry, checked field by field; None when anything is off."""
+    if type(row) is not list or len(row) != len(_QUEUE_FIELDS):
+        return None
+    queue_id, time = row[0], _event_time(row[1])
+    if not _is_queue_id(queue_id) or time is None or type(row[9]) is not bool:
+        return None
+    try:
+        message = QueuedMessage(
+            user=_text_or_none(row[2]),
+            client_ip=_text_or_none(row[3]),
+            tls=_text_or_none(row[4]),
+            protocol=_text_or_none(row[5]),
+            sender=_text_or_none(row[6]),
+        )
+        message.notice_of = _text_or_none(row[7])
+        message.notice_kind = _text_or_none(row[8])
+    except ValueError:
+        return None
+    message.queued_at_snapshot = row[9]
+    return str(queue_id), time, message
 
 
 def same_account(first: str | None, second: str | None) -> bool:
@@ -380,9 +539,7 @@ class HostState:
     smtpd: BoundedMap[tuple[str, str | None], SmtpdSession] = field(
         default_factory=lambda: BoundedMap(20_000, 3600.0)
     )
-    queue: BoundedMap[str, QueuedMessage] = field(
-        default_factory=lambda: BoundedMap(200_000, 6 * 86400.0)
-    )
+    queue: QueueMap = field(default_factory=lambda: QueueMap(200_000, 6 * 86400.0))
     logins: BoundedMap[str, LoginSession] = field(
         default_factory=lambda: BoundedMap(100_000, 2 * 86400.0)
     )
@@ -393,3 +550,73 @@ class HostState:
         default_factory=lambda: BoundedMap(100_000, 3600.0)
     )
     failures: FailedAttempts = field(default_factory=FailedAttempts)
+
+    def export_queue(self) -> dict[str, object]:
+        """The queue map as JSON values: ``as_of`` (latest event time) and ``entries``.
+
+        Entries are lists in the order of ``_QUEUE_FIELDS``, least recently
+        used first, so that an import keeps the eviction order.
+        """
+        entries: list[list[object]] = []
+        for queue_id, time, message in self.queue.items():
+            entries.append(
+                [
+                    queue_id,
+                    time,
+                    message.user,
+                    message.client_ip,
+                    message.tls,
+                    message.protocol,
+                    message.sender,
+                    message.notice_of,
+                    message.notice_kind,
+                    message.queued_before or message.queued_at_snapshot,
+                ]
+            )
+        latest = self.queue.latest
+        return {"as_of": latest if math.isfinite(latest) else None, "entries": entries}
+
+    def import_queue(self, data: object) -> QueueImport:
+        """Restore a snapshot of :meth:`export_queue` into this state; never raises.
+
+        Malformed entries are skipped, entries past the expiry (measured from
+        the snapshot's latest event time) or beyond the size bound dropped.
+        Restored entries replay up to that event time (see the module notes).
+        """
+        report = QueueImport()
+        if type(data) is not dict:
+            report.unusable = "not a JSON object"
+            return report
+        rows = data.get("entries")
+        if type(rows) is not list:
+            report.unusable = "no list of entries"
+            return report
+        as_of = _event_time(data.get("as_of"))
+        queue = self.queue
+        # Only the youngest entries fit; the older ones are not even checked.
+        fitting = rows[-queue.max_size :] if len(rows) > queue.max_size else rows
+        report.dropped = len(rows) - len(fitting)
+        restored: list[tuple[str, float, QueuedMessage]] = []
+        for row in fitting:
+            entry = _restored_message(row)
+            if entry is None:
+                report.skipped += 1
+            else:
+                restored.append(entry)
+        if restored:
+            latest = max(time for _, time, _ in restored)
+            as_of = latest if as_of is None else max(as_of, latest)
+        if as_of is None:
+            return report
+        horizon = as_of - queue.ttl
+        for queue_id, time, message in restored:
+            if time < horizon:
+                report.dropped += 1
+                continue
+            message.replay_until = as_of
+            queue.restore(queue_id, message, time)
+            queue.restored = True
+            report.restored += 1
+        if as_of > queue.latest:
+            queue.latest = as_of
+        return report

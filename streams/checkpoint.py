@@ -42,10 +42,7 @@ class CheckpointStore:
         self.directory = directory
 
     def file_for(self, path: Path | str) -> Path:
-        absolute = os.path.abspath(path)
-        readable = _UNSAFE.sub("_", absolute).strip("_")[-80:]
-        digest = hashlib.sha256(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-        return self.directory / f"{readable}-{digest}.json"
+        return self.directory / f"{file_stem_for(os.path.abspath(path))}.json"
 
     def load(self, path: Path | str) -> FilePosition | None:
         file = self.file_for(path)
@@ -72,19 +69,33 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         file = self.file_for(path)
         body = orjson.dumps({"path": os.path.abspath(path), **asdict(position)})
-        temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, file)
-        directory_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        write_atomically(file, body)
+
+
+def file_stem_for(name: str) -> str:
+    """A file name for any text: its readable tail and a digest of the whole."""
+    readable = _UNSAFE.sub("_", name).strip("_")[-80:]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{readable}-{digest}"
+
+
+def write_atomically(file: Path, body: bytes) -> None:
+    """Replace ``file`` with ``body``: a crash leaves the old or the new content, never a mix."""
+    temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, file)
+    directory_fd = os.open(file.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
 
 
 class Delivery(Protocol):

@@ -9,6 +9,12 @@ host must share it for their correlation), and published: events to
 Nothing is lost: a file's checkpoint moves only past lines whose records the
 broker acknowledged; while the broker is away the producer waits and retries
 and the followers stop reading once ``max_waiting`` lines are in flight.
+
+The parser's Postfix queue id -> account map outlives a restart
+(:mod:`streams.correlation_store`): it is saved whenever checkpoints move and
+at a clean shutdown, and restored before the first line, so a message queued
+before a restart is still delivered or bounced under its account. Sessions
+and recent failures start empty: the lines after the checkpoints rebuild them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mailwarden.native import log_parsers_in_use
 from models.events import Origin
 from parsers.api import LogParser
 from streams.checkpoint import AckTracker, CheckpointStore
+from streams.correlation_store import CorrelationStore
 from streams.deadletter import deadletter_json
 from streams.follower import MAX_LINE_BYTES, FileFollower, FilePosition, Line
 from streams.producer import (
@@ -46,6 +53,9 @@ from streams.producer import (
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1.0
+# A full queue map (200,000 ids) takes about half a second to save; between
+# periodic snapshots at least this many times the last one's duration passes.
+SNAPSHOT_COST_FACTOR = 10.0
 # After this long without acknowledgements, say that the broker is the problem.
 STALL_WARNING_AFTER = 5.0
 
@@ -103,6 +113,10 @@ class Publisher:
         self.checkpoints = CheckpointStore(config.state_dir / "tail")
         # ``now`` lets the parser infer the year of syslog stamps that have none.
         self.parser = LogParser(host=settings.host, timezone=settings.timezone, now=time.time())
+        self.correlation = CorrelationStore(self.checkpoints.directory, settings.host)
+        self.correlation.restore_into(self.parser)
+        self._snapshot_pending = False
+        self._next_snapshot = 0.0
         self._producer_factory = producer_factory or (
             lambda: new_producer(
                 config.kafka.bootstrap, client_id=f"mailwarden-tail-{settings.host}"
@@ -213,12 +227,35 @@ class Publisher:
         value = deadletter_json(record.value, reason, origin, received_epoch=time.time())
         return Record(self.topics.deadletter, record.key, value)
 
-    def save_checkpoints(self) -> None:
+    def save_checkpoints(self, *, final: bool = False) -> None:
+        """Save the checkpoints that moved and, if any did, the correlation snapshot.
+
+        The snapshot is saved with them once its last save is paid for (see
+        ``SNAPSHOT_COST_FACTOR``), and always when ``final``.
+        """
+        moved = False
         for followed in self._files:
             position = followed.tracker.advance()
             if position is not None and position != followed.saved:
                 self.checkpoints.save(followed.follower.name, position)
                 followed.saved = position
+                moved = True
+        if moved:
+            self._snapshot_pending = True
+        if self._snapshot_pending and (final or time.monotonic() >= self._next_snapshot):
+            self._save_correlation()
+
+    def _save_correlation(self) -> None:
+        # The snapshot may hold lines read past the checkpoints; those are read
+        # again at the next start and the parser recognises them (replay).
+        started = time.monotonic()
+        try:
+            self.correlation.save(self.parser)
+        except OSError as exc:
+            log.warning("cannot save correlation snapshot %s: %s", self.correlation.file, exc)
+        finished = time.monotonic()
+        self._snapshot_pending = False
+        self._next_snapshot = finished + SNAPSHOT_COST_FACTOR * (finished - started)
 
     async def _save_checkpoints_forever(self) -> None:
         while True:
@@ -270,7 +307,7 @@ class Publisher:
             for followed in self._files:
                 followed.tracker.advance()
             await asyncio.sleep(0.05)
-        self.save_checkpoints()
+        self.save_checkpoints(final=True)
         if self.waiting:
             log.warning(
                 "stopping with %d lines unacknowledged; they are read again at the next start",
