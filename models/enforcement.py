@@ -85,9 +85,9 @@ DEFAULT_REPLY_TEXTS: Final[Mapping[str, str]] = {
 }
 REPLY_ACTIONS: Final[tuple[str, ...]] = tuple(DEFAULT_REPLY_TEXTS)
 # The insecure_auth rule's default min_tls: below it, a channel is what the rule
-# calls insecure. Adapters cannot see per-class rule settings, so they use this.
+# calls insecure. Adapters cannot see per-class rule settings; an operator who
+# raises the rule's min_tls sets the policy service's to match.
 MIN_TLS: Final = "TLSv1.2"
-WEAK_TLS_VERSIONS: Final[frozenset[str]] = frozenset(TLS_VERSIONS[: TLS_VERSIONS.index(MIN_TLS)])
 REFUSED_TEXT: Final = "refused"
 REASON_LIMIT: Final = 120
 # Characters of the command id in a reply: enough for support to find the
@@ -216,9 +216,13 @@ def client_replies(overrides: Mapping[str, str], *, rule_reason: bool = False) -
     return ClientReplies({**DEFAULT_REPLY_TEXTS, **overrides}, rule_reason)
 
 
-def weak_tls(encryption_protocol: str) -> bool:
-    """Plaintext (an empty protocol) or a version below MIN_TLS; an unknown name is not judged."""
-    return encryption_protocol == "" or encryption_protocol in WEAK_TLS_VERSIONS
+def weak_tls(encryption_protocol: str, min_tls: str = MIN_TLS) -> bool:
+    """Plaintext (empty) or a version below ``min_tls``; an unknown name is not judged."""
+    if encryption_protocol == "":
+        return True
+    if encryption_protocol not in TLS_VERSIONS:
+        return False
+    return TLS_VERSIONS.index(encryption_protocol) < TLS_VERSIONS.index(min_tls)
 
 
 def normalize_account(name: str) -> str:

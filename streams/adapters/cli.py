@@ -94,7 +94,9 @@ def postfix_policy(
     runtime = build_runtime("postfix-policy", config, settings)
 
     def make(rt: AdapterRuntime) -> PostfixPolicyServer:
-        return PostfixPolicyServer(rt.active, rt.metrics, limits=settings.limits)
+        return PostfixPolicyServer(
+            rt.active, rt.metrics, limits=settings.limits, min_tls=settings.postfix_policy_min_tls
+        )
 
     address = _checked_listen(listen or settings.postfix_policy_listen)
     asyncio.run(serve(runtime, make, address, metrics_port=metrics_port))

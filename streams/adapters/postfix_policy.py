@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from models.enforcement import ActiveCommands, Decision, weak_tls
+from models.enforcement import MIN_TLS, ActiveCommands, Decision, weak_tls
 from streams.adapters.metrics import AdapterMetrics, count_refusal
 from streams.adapters.tcp import ConnectionLimits, TcpService
 
@@ -63,14 +63,14 @@ class PolicyRequest:
     ignored_lines: int = 0
 
 
-def insecure_channel(attributes: Mapping[str, str]) -> bool:
-    """The client is on plaintext or TLS below TLSv1.2, by ``encryption_protocol``.
+def insecure_channel(attributes: Mapping[str, str], min_tls: str = MIN_TLS) -> bool:
+    """The client is on plaintext or TLS below ``min_tls``, by ``encryption_protocol``.
 
     Postfix sends the attribute empty without TLS. A request without it (not
     from Postfix) or with a protocol name the rule does not know is not judged.
     """
     protocol = attributes.get("encryption_protocol")
-    return protocol is not None and weak_tls(protocol)
+    return protocol is not None and weak_tls(protocol, min_tls)
 
 
 def reply_for(decision: Decision) -> bytes:
@@ -127,12 +127,14 @@ class PostfixPolicyServer(TcpService):
         *,
         limits: ConnectionLimits | None = None,
         request_limits: RequestLimits | None = None,
+        min_tls: str = MIN_TLS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.request_limits = request_limits or RequestLimits()
         super().__init__(limits, self.request_limits.max_request)
         self.active = active
         self.metrics = metrics
+        self.min_tls = min_tls
         self._clock = clock
 
     def decide(self, attributes: Mapping[str, str]) -> Decision:
@@ -145,7 +147,7 @@ class PostfixPolicyServer(TcpService):
         sasl_username = attributes.get("sasl_username", "")
         decision = self.active.decide_smtp(sasl_username, attributes.get("client_address", ""), now)
         # deny_insecure only ever says REJECT, the strongest verdict.
-        if decision.action != "REJECT" and insecure_channel(attributes):
+        if decision.action != "REJECT" and insecure_channel(attributes, self.min_tls):
             denied = self.active.decide_insecure(sasl_username, now)
             if denied.refuses:
                 decision = denied

@@ -21,6 +21,7 @@ It lives in the same TOML file as the broker and topic settings
 
     [adapters.postfix_policy]
     listen = "127.0.0.1:10040"
+    min_tls = "TLSv1.2"   # deny_insecure: keep equal to the insecure_auth rule's min_tls
 
     [adapters.socketmap]
     listen = "127.0.0.1:10041"
@@ -52,11 +53,13 @@ from typing import Any
 from mailwarden.config import ConfigError
 from models.enforcement import (
     DEFAULT_SMTP_RESPONSES,
+    MIN_TLS,
     ClientReplies,
     Verdict,
     client_replies,
     smtp_responses,
 )
+from models.policy import TLS_VERSIONS
 from streams.adapters.dovecot_policy import basic_authorization
 from streams.adapters.kick import DEFAULT_DOVEADM, KickSettings
 from streams.adapters.mapfile import MAPFILE_KEYS, MapfileSettings, mapfile_settings
@@ -71,7 +74,7 @@ SECTIONS = {
         "reply_texts",
         "reply_with_rule_reason",
     },
-    "postfix_policy": {"listen"},
+    "postfix_policy": {"listen", "min_tls"},
     "socketmap": {"listen", "isolation_transport"},
     "dovecot_policy": {
         "listen",
@@ -94,6 +97,8 @@ class AdapterSettings:
     replies: ClientReplies = field(default_factory=ClientReplies)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     postfix_policy_listen: str = "127.0.0.1:10040"
+    # deny_insecure refuses submission below this TLS version (the rule's min_tls)
+    postfix_policy_min_tls: str = MIN_TLS
     socketmap_listen: str = "127.0.0.1:10041"
     dovecot_policy_listen: str = "127.0.0.1:10042"
     isolation_transport: str = DEFAULT_ISOLATION_TRANSPORT
@@ -153,6 +158,11 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         transport = validate_transport(
             str(socketmap.get("isolation_transport", defaults.isolation_transport))
         )
+        min_tls = str(policy.get("min_tls", defaults.postfix_policy_min_tls))
+        if min_tls not in TLS_VERSIONS:
+            raise ValueError(
+                f"postfix_policy.min_tls must be one of {', '.join(TLS_VERSIONS)}: {min_tls!r}"
+            )
         authorization = _authorization(dovecot, base)
         kick = _kick_settings(dovecot, base)
         mapfile = mapfile_settings(_table(section, "mapfile"), base)
@@ -165,6 +175,7 @@ def adapter_settings(raw: Mapping[str, Any], base: Path) -> AdapterSettings:
         replies=replies,
         limits=limits,
         postfix_policy_listen=listens[0],
+        postfix_policy_min_tls=min_tls,
         socketmap_listen=listens[1],
         dovecot_policy_listen=listens[2],
         isolation_transport=transport,

@@ -30,6 +30,7 @@ deny_insecure = "use TLS, see https://help.example.org/tls"
 
 [adapters.postfix_policy]
 listen = "127.0.0.1:20040"
+min_tls = "TLSv1.3"
 
 [adapters.socketmap]
 listen = "[::1]:20041"
@@ -65,6 +66,7 @@ def test_defaults_without_a_file() -> None:
     }
     assert settings.replies.rule_reason is False
     assert settings.postfix_policy_listen == "127.0.0.1:10040"
+    assert settings.postfix_policy_min_tls == "TLSv1.2"
     assert settings.dovecot_authorization is None
     assert settings.kick is not None and settings.kick.doveadm == "doveadm"
     assert settings.kick.config is None
@@ -91,6 +93,7 @@ def test_every_key(tmp_path: Path) -> None:
     assert settings.replies.rule_reason is True
     assert (settings.limits.idle_timeout, settings.limits.max_connections) == (60.0, 50)
     assert settings.postfix_policy_listen == "127.0.0.1:20040"
+    assert settings.postfix_policy_min_tls == "TLSv1.3"
     assert parse_listen(settings.socketmap_listen) == ("::1", 20041)
     assert settings.isolation_transport == "isolated:[relay.test]:25"
     assert settings.dovecot_authorization == basic_authorization("dovecot:s3cret")
@@ -106,6 +109,7 @@ def test_every_key(tmp_path: Path) -> None:
     [
         ("[adapters]\nlisten = 'x'\n", "unknown keys: listen"),
         ("[adapters.postfix_policy]\nport = 1\n", "unknown keys: port"),
+        ("[adapters.postfix_policy]\nmin_tls = 'TLSv2'\n", "min_tls must be one of"),
         ("[adapters.smtp_responses]\nsuspend_smtp = 'BOUNCE'\n", "choose one of"),
         ("[adapters.smtp_responses]\nrelease = 'REJECT'\n", "unknown action"),
         ("[adapters.reply_texts]\nrelease = 'lifted'\n", "unknown action 'release'.*deny_insecure"),

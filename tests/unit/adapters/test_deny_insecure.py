@@ -338,3 +338,28 @@ def test_the_reference_is_kept_with_a_long_rule_reason(sign: SignCommand) -> Non
     assert state(command).decide_insecure(ALICE, 0.0).reply == encrypted(ref(command))
     assert not state(command).decide_insecure("", 0.0).refuses
     assert not state(command).decide_insecure(DAVE, 0.0).refuses
+
+
+@pytest.mark.parametrize(
+    ("protocol", "min_tls", "weak"),
+    [
+        ("TLSv1.2", "TLSv1.3", True),
+        ("TLSv1.3", "TLSv1.3", False),
+        ("TLSv1", "TLSv1", False),
+        ("SSLv3", "TLSv1", True),
+        ("", "SSLv3", True),
+    ],
+)
+def test_weak_tls_follows_the_configured_minimum(protocol: str, min_tls: str, weak: bool) -> None:
+    assert weak_tls(protocol, min_tls) is weak
+    assert insecure_channel({"encryption_protocol": protocol}, min_tls) is weak
+
+
+def test_postfix_refuses_tls12_when_the_minimum_is_raised(lab_dir: Path, sign: SignCommand) -> None:
+    requests = lab_requests(lab_dir)
+    bob = deny(sign, BOB)
+    bob_tls12 = next(r for r in requests if r["encryption_protocol"] == "TLSv1.2")
+    assert not PostfixPolicyServer(state(bob), None).decide(bob_tls12).refuses
+    strict = PostfixPolicyServer(state(bob), None, min_tls="TLSv1.3")
+    assert strict.decide(bob_tls12).reply == encrypted(ref(bob))
+    assert not strict.decide(bob_tls12 | {"encryption_protocol": "TLSv1.3"}).refuses
