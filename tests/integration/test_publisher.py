@@ -7,26 +7,24 @@ import base64
 import os
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from mailwarden.config import Config, KafkaSettings, Topics
+from mailwarden.config import Topics
 from streams.broker import KafkaBroker
 from streams.checkpoint import CheckpointStore
 from streams.follower import FilePosition
 from streams.producer import new_producer
 from streams.publisher import Publisher, PublisherSettings
+from tests.integration.publishing import HOST, config_for, publishing
 from tests.integration.running import collect, mailwarden, running, values, write_config
 from tests.support.kafka import TEST_PARTITIONS
 
 pytestmark = pytest.mark.kafka
-
-HOST = "mx1.example.org"
 
 
 def submission_line(n: int, user: str = "alice@example.org") -> bytes:
@@ -46,27 +44,6 @@ def failed_sasl_line(n: int, ip: str = "198.51.100.9") -> bytes:
 def append(path: Path, *lines: bytes) -> None:
     with open(path, "ab") as handle:
         handle.write(b"".join(lines))
-
-
-def config_for(tmp_path: Path, bootstrap: str, topics: Topics) -> Config:
-    return Config(
-        kafka=KafkaSettings(bootstrap=bootstrap, partitions=TEST_PARTITIONS),
-        topics=topics,
-        state_dir=tmp_path / "state",
-    )
-
-
-@asynccontextmanager
-async def publishing(config: Config, *paths: Path) -> AsyncIterator[Publisher]:
-    settings = PublisherSettings(host=HOST, timezone="UTC", from_start=True, poll_interval=0.05)
-    publisher = Publisher(config, list(paths), settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
-        yield publisher
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 FAR = FilePosition(device=0, inode=0, offset=0, line=-1, head="")

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from mailwarden.config import Config, KafkaSettings, Topics
+from mailwarden.config import Config, Topics
 from parsers.api import LogParser
 from streams.correlation_store import CorrelationStore
-from streams.publisher import Publisher, PublisherSettings
+from tests.integration.publishing import HOST, config_for, publishing
 from tests.integration.running import collect, values
-from tests.support.kafka import TEST_PARTITIONS
 
 pytestmark = pytest.mark.kafka
 
-HOST = "mx1.example.org"
 ACCOUNT = "hijacked@example.org"
 QUEUE_ID = "4F2A81C0D3E"
 
@@ -46,27 +42,6 @@ BOUNCED = (
 def append(path: Path, *lines: str) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("".join(f"{line}\n" for line in lines))
-
-
-def config_for(tmp_path: Path, bootstrap: str, topics: Topics) -> Config:
-    return Config(
-        kafka=KafkaSettings(bootstrap=bootstrap, partitions=TEST_PARTITIONS),
-        topics=topics,
-        state_dir=tmp_path / "state",
-    )
-
-
-@asynccontextmanager
-async def publishing(config: Config, path: Path) -> AsyncIterator[Publisher]:
-    settings = PublisherSettings(host=HOST, timezone="UTC", from_start=True, poll_interval=0.05)
-    publisher = Publisher(config, [path], settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
-        yield publisher
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def has_kind(kind: str) -> Callable[[list[Any]], bool]:
