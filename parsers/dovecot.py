@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from models.events import Event
+from models.events import Event, Outcome
 from parsers.correlation import FailedAttempts, HostState, LoginSession
 from parsers.fields import normalize_ip
 from parsers.result import LineContext, ParseResult, failed, ignored, new_event
@@ -405,23 +405,7 @@ class DovecotParser:
             )
             if fields.mpid is not None:
                 self._state.login_pids.put(fields.mpid, fields.session, ctx.epoch)
-        return ParseResult(
-            [
-                new_event(
-                    ctx,
-                    SOURCE,
-                    "auth",
-                    outcome="success",
-                    protocol=protocol,
-                    user=fields.user,
-                    client_ip=fields.client_ip,
-                    tls=fields.tls,
-                    mech=fields.method,
-                    session=fields.session,
-                    extra=fields.extra,
-                )
-            ]
-        )
+        return ParseResult([_login_event(ctx, "auth", "success", protocol, fields)])
 
     def _summary(
         self, protocol: str, head: str, failed_at: int, fields: LoginFields, ctx: LineContext
@@ -445,25 +429,9 @@ class DovecotParser:
                 fields.client_ip, fields.user, ctx.epoch - seconds, ctx.epoch, attempts
             )
         echo = seen >= attempts
-        return ParseResult(
-            [
-                new_event(
-                    ctx,
-                    SOURCE,
-                    "auth_echo" if echo else "auth",
-                    outcome="failure",
-                    protocol=protocol,
-                    user=fields.user,
-                    client_ip=fields.client_ip,
-                    tls=fields.tls,
-                    mech=fields.method,
-                    session=fields.session,
-                    attempts=attempts if echo else attempts - seen,
-                    detail=head,
-                    extra=fields.extra,
-                )
-            ]
-        )
+        kind = "auth_echo" if echo else "auth"
+        counted = attempts if echo else attempts - seen
+        return ParseResult([_login_event(ctx, kind, "failure", protocol, fields, counted, head)])
 
     def _proxy_failure(
         self, protocol: str, head: str, fields: LoginFields, ctx: LineContext
@@ -471,25 +439,8 @@ class DovecotParser:
         seen = 0
         if fields.session is not None:
             seen = self._state.session_failures.pop(fields.session) or 0
-        return ParseResult(
-            [
-                new_event(
-                    ctx,
-                    SOURCE,
-                    "auth_echo" if seen else "auth",
-                    outcome="failure",
-                    protocol=protocol,
-                    user=fields.user,
-                    client_ip=fields.client_ip,
-                    tls=fields.tls,
-                    mech=fields.method,
-                    session=fields.session,
-                    attempts=1,
-                    detail=head,
-                    extra=fields.extra,
-                )
-            ]
-        )
+        kind = "auth_echo" if seen else "auth"
+        return ParseResult([_login_event(ctx, kind, "failure", protocol, fields, 1, head)])
 
     # -- auth processes --------------------------------------------------
 
@@ -655,3 +606,30 @@ def _split_process(base: str, process: str) -> tuple[str | None, list[str]]:
     if not (text[len(base) : len(base) + 1] == "(" and text.endswith(")")):
         return None, groups
     return text[len(base) + 1 : -1], groups
+
+
+def _login_event(
+    ctx: LineContext,
+    kind: str,
+    outcome: Outcome,
+    protocol: str,
+    fields: LoginFields,
+    attempts: int | None = None,
+    detail: str | None = None,
+) -> Event:
+    """The event of a login process line: what it says of the login, from ``fields``."""
+    return new_event(
+        ctx,
+        SOURCE,
+        kind,
+        outcome=outcome,
+        protocol=protocol,
+        user=fields.user,
+        client_ip=fields.client_ip,
+        tls=fields.tls,
+        mech=fields.method,
+        session=fields.session,
+        attempts=attempts,
+        detail=detail,
+        extra=fields.extra,
+    )
