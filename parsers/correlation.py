@@ -122,31 +122,18 @@ class BoundedMap(Generic[K, V]):
         return self._ttl
 
 
-# The records below write their own __init__ (init=False): compiled with mypyc, a
-# written constructor is a direct C call, a generated one a Python-level call.
-
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class SmtpdSession:
     """One client connection to one smtpd process."""
 
     client_ip: str | None
-    tls: str | None
-    user: str | None
-    auth_reported: bool
-    failures: int
+    tls: str | None = field(default=None, init=False)
+    user: str | None = field(default=None, init=False)
+    auth_reported: bool = field(default=False, init=False)
+    failures: int = field(default=0, init=False)
     # the account of this connection's last SASL failure that named one
-    failed_user: str | None
-    hold_pending: bool
-
-    def __init__(self, client_ip: str | None) -> None:
-        self.client_ip = client_ip
-        self.tls = None
-        self.user = None
-        self.auth_reported = False
-        self.failures = 0
-        self.failed_user = None
-        self.hold_pending = False
+    failed_user: str | None = field(default=None, init=False)
+    hold_pending: bool = field(default=False, init=False)
 
     @property
     def tls_state(self) -> str:
@@ -154,7 +141,7 @@ class SmtpdSession:
         return self.tls or "none"
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class QueuedMessage:
     """What is known about a Postfix queue id."""
 
@@ -162,34 +149,15 @@ class QueuedMessage:
     client_ip: str | None
     tls: str | None
     protocol: str | None
-    sender: str | None
+    sender: str | None = None
     # for a bounce or delay notice: the queue id of the message it reports on
-    notice_of: str | None
-    notice_kind: str | None
-    queued_before: bool
+    notice_of: str | None = field(default=None, init=False)
+    notice_kind: str | None = field(default=None, init=False)
+    queued_before: bool = field(default=False, init=False)
     # restored from a snapshot: lines up to this event time were applied already
-    replay_until: float | None
+    replay_until: float | None = field(default=None, init=False)
     # restored while replaying: ``queued_before`` as it stood at the snapshot
-    queued_at_snapshot: bool
-
-    def __init__(
-        self,
-        user: str | None,
-        client_ip: str | None,
-        tls: str | None,
-        protocol: str | None,
-        sender: str | None = None,
-    ) -> None:
-        self.user = user
-        self.client_ip = client_ip
-        self.tls = tls
-        self.protocol = protocol
-        self.sender = sender
-        self.notice_of = None
-        self.notice_kind = None
-        self.queued_before = False
-        self.replay_until = None
-        self.queued_at_snapshot = False
+    queued_at_snapshot: bool = field(default=False, init=False)
 
     def end_replay(self) -> None:
         """Lines after the snapshot are new: the entry is again as it was saved."""
@@ -197,7 +165,7 @@ class QueuedMessage:
         self.replay_until = None
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class LoginSession:
     """A Dovecot login (``Login: user=<...>, ..., session=<id>``)."""
 
@@ -206,40 +174,17 @@ class LoginSession:
     tls: str | None
     protocol: str | None
 
-    def __init__(
-        self, user: str | None, client_ip: str | None, tls: str | None, protocol: str | None
-    ) -> None:
-        self.user = user
-        self.client_ip = client_ip
-        self.tls = tls
-        self.protocol = protocol
 
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class _Attempt:
     epoch: float
     user: str | None
     sources: set[str]
     in_login_session: bool
-    summarized: bool
+    summarized: bool = field(default=False, init=False)
     # joined by a Postfix SASL line that named no account: a guess, which a
     # named line may take back (see FailedAttempts.record)
-    smtpd_guessed: bool
-
-    def __init__(
-        self,
-        epoch: float,
-        user: str | None,
-        sources: set[str],
-        in_login_session: bool,
-        smtpd_guessed: bool = False,
-    ) -> None:
-        self.epoch = epoch
-        self.user = user
-        self.sources = sources
-        self.in_login_session = in_login_session
-        self.summarized = False
-        self.smtpd_guessed = smtpd_guessed
+    smtpd_guessed: bool = False
 
 
 class QueueMap(BoundedMap[str, QueuedMessage]):

@@ -30,7 +30,7 @@ reading is possible (a crafted user name or password holding ``,1.2.3.4):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from models.events import Event, Outcome
@@ -126,35 +126,20 @@ def is_dovecot_process(program: str) -> bool:
     )
 
 
-# LoginFields and AuthIdentity write their own __init__ (init=False): compiled with
-# mypyc, a written constructor is a direct C call, a generated one a Python-level call.
-
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class LoginFields:
     """The ``user=<..>, method=.., rip=.., lip=.., mpid=.., TLS, session=<..>`` part."""
 
-    user: str | None
-    method: str | None
-    client_ip: str | None
-    rip_present: bool
-    mpid: str | None
-    session: str | None
-    tls: str | None
-    encrypted: bool
+    user: str | None = field(default=None, init=False)
+    method: str | None = field(default=None, init=False)
+    client_ip: str | None = field(default=None, init=False)
+    rip_present: bool = field(default=False, init=False)
+    mpid: str | None = field(default=None, init=False)
+    session: str | None = field(default=None, init=False)
+    tls: str | None = field(default=None, init=False)
+    encrypted: bool = field(default=False, init=False)
     # rip == lip or login_trusted_networks: Dovecot trusts the channel, but it is not TLS
-    secured: bool
-
-    def __init__(self) -> None:
-        self.user = None
-        self.method = None
-        self.client_ip = None
-        self.rip_present = False
-        self.mpid = None
-        self.session = None
-        self.tls = None
-        self.encrypted = False
-        self.secured = False
+    secured: bool = field(default=False, init=False)
 
     @property
     def extra(self) -> dict[str, bool]:
@@ -214,7 +199,7 @@ def parse_login_fields(tail: str) -> LoginFields:
     return fields
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class AuthIdentity:
     """``driver(user,ip[,master][,<session>])`` or 2.4's ``auth(user,ip,sasl:mech)<session>``."""
 
@@ -223,20 +208,6 @@ class AuthIdentity:
     session: str | None
     mech: str | None
     message: str
-
-    def __init__(
-        self,
-        user: str | None,
-        client_ip: str | None,
-        session: str | None,
-        mech: str | None,
-        message: str,
-    ) -> None:
-        self.user = user
-        self.client_ip = client_ip
-        self.session = session
-        self.mech = mech
-        self.message = message
 
 
 class AmbiguousIdentifier(ValueError):
@@ -265,7 +236,6 @@ def parse_auth_identifier(text: str) -> AuthIdentity | None:
 
 def _identity_at(text: str, close: int) -> AuthIdentity | None:
     session = None
-    # slices, not startswith(..., position): compiled, that is a generic method call
     after = text[close + 1 : close + 3]
     if after == ": ":
         message_at = close + 3
@@ -602,7 +572,6 @@ def _split_process(base: str, process: str) -> tuple[str | None, list[str]]:
             break
         groups.insert(0, text[opening + 1 : -1])
         text = text[:opening]
-    # a slice, not startswith("(", position): compiled, that is a generic method call
     if not (text[len(base) : len(base) + 1] == "(" and text.endswith(")")):
         return None, groups
     return text[len(base) + 1 : -1], groups

@@ -173,7 +173,7 @@ class EnvelopeReader:
 
     def _utc_text(self, epoch: float) -> str:
         """``iso_utc(epoch)``; for a whole second, from the cached text of its minute."""
-        if epoch % 1.0 != 0.0:  # is_integer() would be a generic method call when compiled
+        if epoch % 1.0 != 0.0:
             return _iso_text(epoch)
         minute_start = epoch - epoch % 60
         prefix = self._utc_minutes.get(minute_start)

@@ -436,7 +436,7 @@ class PostfixParser:
             _host, ip, end = host_and_ip(body, 0)
         except ValueError:
             return failed("SASL failure without host[address]")
-        if body[end : end + 7] != ": SASL ":  # startswith(..., end) is a generic call compiled
+        if body[end : end + 7] != ": SASL ":
             return failed("unrecognised SASL failure")
         mech_end = body.find(" authentication failed", end + 7)
         if mech_end < 0:
