@@ -8,8 +8,9 @@
 (b) ``fail2ban-regex FILE 'postfix[mode=auth]'``;
 (c) ``fail2ban-regex FILE dovecot``;
 (d) a bare-Python floor: read a line, one regex, orjson a small dict;
-(e) (a) again with the parsers compiled by mypyc (``mailwarden.native``), in a
-    child process that imports them from the build directory;
+(e) (a) with the Rust port of the parsers (``parsers-rs``, built by
+    ``mailwarden.native``), in a child process that imports it from the build
+    directory: the same work, each event's JSON made in Rust;
 
 and then the parse time of each worst-case line (``loggen.pathological_lines``)
 at 6 and 60 kB, whose ratio shows whether any pattern backtracks.
@@ -84,7 +85,9 @@ def cpu_clock(children: bool = False) -> Iterator[list[float]]:
 
 
 OURS = "mailwarden parse"
-OURS_NATIVE = "mailwarden parse (mypyc)"
+OURS_NATIVE = "mailwarden parse (rust)"
+# the Rust engine's JSON of a failed attempt; only those are decoded, to count attempts
+_FAILED_AUTH = b'"kind":"auth","outcome":"failure"'
 
 
 def measure_mailwarden(path: Path, year: int, name: str = OURS) -> Measurement:
@@ -112,12 +115,33 @@ def measure_mailwarden(path: Path, year: int, name: str = OURS) -> Measurement:
     return Measurement(name, lines, spent[0], spent[1], outcomes["failed_attempts"], note)
 
 
+def measure_rust(path: Path, year: int, name: str = OURS_NATIVE) -> Measurement:
+    """:func:`measure_mailwarden` with the Rust engine, which gives each event as JSON."""
+    from mailwarden.engines import RustEngine
+
+    feed = RustEngine(year=year).feed_raw
+    origin_path = str(path)
+    lines = 0
+    outcomes: Counter[str] = Counter()
+    with cpu_clock() as spent, path.open("rb") as handle:
+        for lines, raw in enumerate(handle, 1):
+            events, _ignored, error = feed(raw.rstrip(b"\n"), origin_path, lines)
+            for event in events:
+                if _FAILED_AUTH in event:
+                    outcomes["failed_attempts"] += orjson.loads(event)["attempts"] or 1
+            if error is not None:
+                outcomes["errors"] += 1
+            elif not events:
+                outcomes["ignored"] += 1
+    note = f"errors={outcomes['errors']} ignored={outcomes['ignored']}"
+    return Measurement(name, lines, spent[0], spent[1], outcomes["failed_attempts"], note)
+
+
 def measure_native(path: Path, year: int, build: Path) -> Measurement:
-    """:func:`measure_mailwarden` in a child process whose parsers come from ``build``."""
+    """:func:`measure_rust` in a child process whose Rust parsers come from ``build``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(build.resolve()), env.get("PYTHONPATH", "")) if part
-    )
+    # only the build: an inherited PYTHONPATH may hold another build of the module
+    env["PYTHONPATH"] = str(build.resolve())
     command = [sys.executable, "-c", _NATIVE_CHILD, str(path), str(year)]
     # cwd: `python -c` puts it first on sys.path, where a source checkout would shadow the build
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=build, check=False)
@@ -128,31 +152,39 @@ def measure_native(path: Path, year: int, build: Path) -> Measurement:
     return Measurement(OURS_NATIVE, **values)
 
 
-# The child refuses to measure interpreted parsers under the compiled name.
+# The child refuses to measure a missing or outdated build.
 _NATIVE_CHILD = """
 import sys, orjson
 from pathlib import Path
-from mailwarden.native import parsers_in_use
-from mailwarden.bench import measure_mailwarden
-in_use = parsers_in_use()
-if not in_use.compiled or in_use.stale:
-    sys.exit("parsers: " + in_use.describe())
-m = measure_mailwarden(Path(sys.argv[1]), int(sys.argv[2]))
+from mailwarden.engines import rust_engine_problem
+from mailwarden.bench import measure_rust
+problem = rust_engine_problem()
+if problem is not None:
+    sys.exit("parsers: " + problem)
+m = measure_rust(Path(sys.argv[1]), int(sys.argv[2]))
 sys.stdout.buffer.write(orjson.dumps(
     {"lines": m.lines, "cpu": m.cpu, "wall": m.wall, "found": m.found, "note": m.note}))
 """
 
 
-def parse_first_lines(path: Path, year: int, limit: int) -> int:
-    """:func:`measure_mailwarden`'s work on the first ``limit`` lines, without clocks."""
-    from parsers.api import LogParser
-
-    parser = LogParser(host=None, timezone="UTC", year=year)
-    feed = parser.feed
-    dumps = orjson.dumps
+def parse_first_lines(path: Path, year: int, limit: int, engine: str = "python") -> int:
+    """The measured work of (a) or (e) on the first ``limit`` lines, without clocks."""
     origin_path = str(path)
     events = 0
     with path.open("rb") as handle:
+        if engine == "rust":
+            from mailwarden.engines import RustEngine
+
+            feed_raw = RustEngine(year=year).feed_raw
+            for number, raw in enumerate(handle, 1):
+                if number > limit:
+                    break
+                events += len(feed_raw(raw.rstrip(b"\n"), origin_path, number)[0])
+            return events
+        from parsers.api import LogParser
+
+        feed = LogParser(host=None, timezone="UTC", year=year).feed
+        dumps = orjson.dumps
         for number, raw in enumerate(handle, 1):
             if number > limit:
                 break
@@ -166,7 +198,7 @@ _COUNT_CHILD = """
 import sys
 from pathlib import Path
 from mailwarden.bench import parse_first_lines
-parse_first_lines(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+parse_first_lines(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 """
 _CALLGRIND_TOTAL = re.compile(r"Collected : (\d+)")
 
@@ -196,6 +228,7 @@ def count_instructions(path: Path, year: int, lines: int, build: Path | None) ->
                 str(path),
                 str(year),
                 str(limit),
+                "python" if build is None else "rust",
             ]
             done = subprocess.run(
                 command, capture_output=True, text=True, env=env, cwd=scratch, check=False
@@ -352,12 +385,12 @@ for _command in (broker_bench, pipeline_bench, policy_bench, replay_bench):
     "--native",
     "native_build",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Measure this mypyc build (mailwarden native build) instead of compiling one.",
+    help="Measure this Rust build (mailwarden native build) instead of building one.",
 )
 @click.option(
     "--no-native",
     is_flag=True,
-    help="Skip the mypyc-compiled parsers (e); by default they are compiled into a temp dir.",
+    help="Skip the Rust parsers (e); by default they are built into a temp dir.",
 )
 def parse_bench(
     lines: int | None,
@@ -408,7 +441,7 @@ def _temporary_log() -> Path:
 
 @contextmanager
 def _native_build(given: Path | None, skip: bool) -> Iterator[Path | None]:
-    """The mypyc build to measure: the one given, a fresh one in a temp dir, or none."""
+    """The Rust build to measure: the one given, a fresh one in a temp dir, or none."""
     if skip:
         yield None
         return
@@ -419,7 +452,7 @@ def _native_build(given: Path | None, skip: bool) -> Iterator[Path | None]:
 
     with tempfile.TemporaryDirectory(prefix="mailwarden-bench-native-") as scratch:
         build = Path(scratch) / "native"
-        click.echo("compiling the parsers with mypyc for (e) ...", err=True)
+        click.echo("building the Rust parsers for (e) ...", err=True)
         try:
             build_native_parsers(build)
         except NativeBuildError as exc:
@@ -433,7 +466,7 @@ def _run_all(path: Path, with_fail2ban: bool, native: Path | None) -> list[Measu
     steps: list[tuple[str, Callable[[], Measurement]]] = []
     steps.append(("mailwarden", lambda: measure_mailwarden(path, START.year)))
     if native is not None:
-        steps.append(("mailwarden (mypyc)", lambda: measure_native(path, START.year, native)))
+        steps.append(("mailwarden (rust)", lambda: measure_native(path, START.year, native)))
     if with_fail2ban:
         executable = shutil.which("fail2ban-regex")
         if executable is None:
@@ -465,23 +498,23 @@ def _bind_fail2ban(label: str, spec: str, path: Path, executable: str) -> Callab
     "--native",
     "native_build",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Also count this mypyc build (mailwarden native build) instead of compiling one.",
+    help="Also count this Rust build (mailwarden native build) instead of building one.",
 )
 @click.option("--no-native", is_flag=True, help="Count the interpreted parsers only.")
 def instructions_bench(lines: int, native_build: Path | None, no_native: bool) -> None:
     """Instructions per line (valgrind callgrind): repeatable on a busy machine.
 
     Parse + correlation + orjson of the first LINES lines of the same
-    generated log as `bench parse` (default seed), interpreted and compiled.
+    generated log as `bench parse` (default seed), Python and Rust.
     About 30 s per build.
     """
     path = _temporary_log()
     try:
         write_log(path, lines=DEFAULT_LINES, seed=7)
         with _native_build(native_build, no_native) as build:
-            rows: list[tuple[str, Path | None]] = [("mailwarden parse", None)]
+            rows: list[tuple[str, Path | None]] = [(OURS, None)]
             if build is not None:
-                rows.append(("mailwarden parse (mypyc)", build))
+                rows.append((OURS_NATIVE, build))
             for name, where in rows:
                 click.echo(f"counting {name} ...", err=True)
                 per_line = count_instructions(path, START.year, lines, where)

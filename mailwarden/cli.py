@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("mailwarden.simulate:simulate", "Write a labelled population of mail logs."),
     "evaluate": ("mailwarden.evaluate:evaluate", "Replay a simulation and score detection."),
     "tune": ("mailwarden.tune:tune", "Sweep a rule's threshold and report."),
-    "native": ("mailwarden.native:native_group", "Compile the parsers with mypyc; check a build."),
+    "native": ("mailwarden.native:native_group", "Build the Rust parsers; say which run."),
 }
 
 

@@ -19,10 +19,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import click
-import orjson
 
+from mailwarden.engines import (
+    EngineName,
+    EngineUnavailable,
+    LineParser,
+    open_parser,
+    parsers_option,
+)
 from models.events import Origin
-from parsers.api import LogParser, ParserStats
+from parsers.api import ParserStats
 
 _FLUSH_EVERY = 512
 
@@ -41,15 +47,21 @@ _FLUSH_EVERY = 512
     help="Year of syslog timestamps that carry none (default: from the clock).",
 )
 @click.option("--unparsed", is_flag=True, help="Print unparsed lines and reasons on stderr.")
+@parsers_option
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 def parse(
-    host: str | None, timezone: str, year: int | None, unparsed: bool, files: tuple[Path, ...]
+    host: str | None,
+    timezone: str,
+    year: int | None,
+    unparsed: bool,
+    engine: EngineName,
+    files: tuple[Path, ...],
 ) -> None:
     """Parse Postfix/Dovecot/auth log FILES (stdin when none) into event JSON lines."""
     try:
-        parser = LogParser(
-            host=host, timezone=timezone, year=year, now=None if year else time.time()
-        )
+        parser = open_parser(host, timezone, year, now=None if year else time.time(), engine=engine)
+    except EngineUnavailable as exc:
+        raise click.BadParameter(str(exc), param_hint="--parsers") from exc
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timezone") from exc
     out = sys.stdout.buffer
@@ -74,13 +86,13 @@ def parse(
         sys.exit(1)
 
 
-def _parse_source(parser: LogParser, source: Path | None, out: BinaryIO, unparsed: bool) -> None:
+def _parse_source(parser: LineParser, source: Path | None, out: BinaryIO, unparsed: bool) -> None:
     path = "-" if source is None else str(source)
     pending: list[bytes] = []
     for number, raw in enumerate(_lines(source), start=1):
-        result = parser.feed(raw, Origin(path, number))
+        result = parser.feed_json(raw, Origin(path, number))
         if result.events:
-            pending.extend(orjson.dumps(event) + b"\n" for event in result.events)
+            pending.extend(event + b"\n" for event in result.events)
             if len(pending) >= _FLUSH_EVERY:
                 out.write(b"".join(pending))
                 pending.clear()

@@ -34,6 +34,7 @@ import click
 import orjson
 
 from mailwarden.config import Config, ConfigError, load_config
+from mailwarden.engines import EngineName, parsers_option, rust_engine_problem
 from mailwarden.geoip import GeoipError, open_geo
 from mailwarden.native import parsers_in_use
 from models.alerts import Alert
@@ -43,7 +44,7 @@ from models.events import Event, Origin
 from models.policy import PolicyError, load_policy
 
 if TYPE_CHECKING:
-    from parsers.api import LogParser
+    from mailwarden.engines import LineParser
 
 # Used when no signing key is configured, so that replay runs anywhere. Named
 # so that nobody mistakes it for a secret: adapters must never be given it.
@@ -94,7 +95,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
-def raw_events(path: Path, parser: LogParser, counts: ReplayCounts) -> Iterator[Event]:
+def raw_events(path: Path, parser: LineParser, counts: ReplayCounts) -> Iterator[Event]:
     """Parse the log lines of ``path`` into events, counting what was ignored or not understood."""
     name = str(path)
     for number, line in _lines(path):
@@ -133,17 +134,17 @@ def event_streams(
     timezone: str,
     year: int | None,
     counts: ReplayCounts,
+    engine: EngineName = "auto",
 ) -> list[Iterator[Event]]:
     if input_format == "events":
         return [parsed_events(path, counts) for path in files]
-    from parsers.api import LogParser  # only raw logs need the parsers
+    from mailwarden.engines import open_parser  # only raw logs need the parsers
 
     if host is not None:
-        shared = LogParser(host=host, timezone=timezone, year=year)
+        shared = open_parser(host, timezone, year, engine=engine)
         return [raw_events(path, shared, counts) for path in files]
     return [
-        raw_events(path, LogParser(host=None, timezone=timezone, year=year), counts)
-        for path in files
+        raw_events(path, open_parser(None, timezone, year, engine=engine), counts) for path in files
     ]
 
 
@@ -223,6 +224,7 @@ def _breakdown(counter: Counter[str]) -> str:
     is_flag=True,
     help="Publish the events to the events topic (config's broker) instead of detecting.",
 )
+@parsers_option
 def replay(
     files: tuple[Path, ...],
     policy_path: Path | None,
@@ -233,6 +235,7 @@ def replay(
     input_format: str,
     unparsed_path: Path | None,
     to_kafka: bool,
+    engine: EngineName,
 ) -> None:
     """Replay historic logs through the detector; print alerts and commands as JSON lines.
 
@@ -245,9 +248,14 @@ def replay(
         policy = load_policy(policy_file)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"replay: parsers {parsers_in_use().describe()}", err=True)
+    if input_format == "raw":
+        problem = rust_engine_problem()
+        if engine == "rust" and problem is not None:
+            raise click.ClickException(f"--parsers rust: {problem}")
+        chosen = "python" if engine == "python" or problem is not None else "rust"
+        click.echo(f"replay: {chosen} parsers ({parsers_in_use().describe()})", err=True)
     if to_kafka:
-        _publish(config, files, input_format, host, timezone, year, unparsed_path)
+        _publish(config, files, input_format, host, timezone, year, unparsed_path, engine)
         return
     click.echo(f"replay: policy {policy_file or '(built-in defaults)'}", err=True)
     key = config.signing_key
@@ -269,7 +277,7 @@ def replay(
         sink = stack.enter_context(unparsed_path.open("wb")) if unparsed_path else None
         counts = ReplayCounts(unparsed_sink=sink)
         streams = event_streams(
-            files, input_format, host, timezone or config.timezone, year, counts
+            files, input_format, host, timezone or config.timezone, year, counts, engine
         )
         started = time.perf_counter()
         if not _run(detector, streams, counts):
@@ -286,6 +294,7 @@ def _publish(
     timezone: str | None,
     year: int | None,
     unparsed_path: Path | None,
+    engine: EngineName,
 ) -> None:
     from aiokafka.errors import KafkaError
 
@@ -296,7 +305,7 @@ def _publish(
         sink = stack.enter_context(unparsed_path.open("wb")) if unparsed_path else None
         counts = ReplayCounts(unparsed_sink=sink)
         streams = event_streams(
-            files, input_format, host, timezone or config.timezone, year, counts
+            files, input_format, host, timezone or config.timezone, year, counts, engine
         )
         merged = heapq.merge(*streams, key=_event_time)
         started = time.perf_counter()

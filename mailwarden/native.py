@@ -1,36 +1,36 @@
-"""`mailwarden native`: the parsers compiled to C with mypyc, from the same source.
+"""`mailwarden native`: the parsers' Rust port, built as a Python extension.
 
-The parsers are the per-line hot path of `tail` and `replay`. mypyc compiles
-their typed Python into a C extension per module; nothing else changes: same
-source, same tests, byte-identical events (a test parses the corpora, the lab
-logs, a generated log and mutated lines with both and compares the JSON).
+The parsers are the per-line hot path of `tail` and `replay`. ``parsers-rs/``
+ports ``parsers/`` to Rust (the PyO3 module ``mailwarden_parsers_rs``, which
+parses several times the lines per second). ``parsers/`` stays the
+reference: its tests define the behaviour, and a differential test holds the
+Rust port to it byte for byte (events, ignored categories, errors, statistics)
+on generated, adversarial, mutated, corpus and lab lines. Without the module,
+mailwarden runs the Python parsers.
 
 A build is a directory to put first on ``PYTHONPATH``::
 
     mailwarden native build --out build/native
     PYTHONPATH=build/native mailwarden tail /var/log/mail.log
 
-It holds ``parsers/`` (each module's ``.so`` beside its ``.py``) and the shared
-mypyc runtime library, plus ``mailwarden-native.json`` recording the digest
-of the sources it was built from, so that a build older than the installed
-parsers is reported (``mailwarden native status``, and a warning from `tail`
-and `replay`) instead of silently running old code.
-
-Only ``parsers/`` is compiled. ``models.events`` stays interpreted on purpose:
-orjson serializes dataclasses through their instance ``__dict__``, which mypyc's
-native classes do not have (orjson then misreads them).
+It holds ``mailwarden_parsers_rs.abi3.so`` and ``mailwarden-native.json``,
+recording the digest of the sources it was built from: the Python parsers and
+the Rust crate, since a change to either can make the two differ. A build
+older than the installed sources is reported (``mailwarden native status``,
+and a warning from `tail` and `replay`) instead of silently running old code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,32 +40,39 @@ import mailwarden
 
 __all__ = [
     "BUILD_RECORD",
+    "DEFAULT_OUT",
+    "MODULE_FILE",
+    "RUST_MODULE",
     "NativeBuildError",
     "ParsersInUse",
     "build_native_parsers",
     "log_parsers_in_use",
     "parsers_in_use",
+    "project_root",
     "source_digest",
     "toolchain_problem",
 ]
 
 BUILD_RECORD = "mailwarden-native.json"
 DEFAULT_OUT = Path("build/native")
+RUST_MODULE = "mailwarden_parsers_rs"
+MODULE_FILE = f"{RUST_MODULE}.abi3.so"
+CRATE = "parsers-rs"
 _BUILD_TIMEOUT = 900.0
-# models.events is compiled against (type information), never compiled itself
-_TYPE_ONLY_MODULES = ("models/__init__.py", "models/events.py")
+_ERROR_TAIL_LINES = 30
 
 
 class NativeBuildError(RuntimeError):
-    """mypyc or the C compiler failed, or is missing; the message says which and why."""
+    """cargo is missing or failed; the message says which and why."""
 
 
 @dataclass(frozen=True, slots=True)
 class ParsersInUse:
-    """Which parsers this process imports.
+    """Which parsers this process would use.
 
-    ``stale`` is True when compiled parsers were built from other sources than
-    the installed ones, None when that cannot be told (no build record).
+    ``location`` is the Rust module's file when ``compiled``, else the Python
+    parsers' package. ``stale`` is True when the Rust module was built from other
+    sources than the installed ones, None when that cannot be told.
     """
 
     compiled: bool
@@ -74,46 +81,79 @@ class ParsersInUse:
 
     def describe(self) -> str:
         if not self.compiled:
-            return f"interpreted ({self.location})"
+            return f"Python (interpreted), {self.location}"
         state = {
-            True: "OUTDATED: built from other sources than the installed parsers; rebuild",
-            False: "matches the installed sources",
-            None: "no build record; cannot tell which sources it was built from",
+            True: "OUTDATED: built from other sources than the installed ones; "
+            "rebuild with `mailwarden native build`",
+            False: "matches the sources",
+            None: "cannot tell whether it matches the sources (no build record, "
+            "or no sources installed to compare with)",
         }[self.stale]
-        return f"compiled with mypyc ({self.location}; {state})"
+        return f"Rust ({self.location}), {state}"
 
 
 def project_root() -> Path:
-    """The directory holding the installed ``mailwarden``, ``parsers`` and ``models`` source."""
+    """Where ``mailwarden`` and ``parsers`` are installed; in a checkout, ``parsers-rs`` too."""
     return Path(mailwarden.__file__).resolve().parent.parent
 
 
-def source_digest(parsers_dir: Path) -> str:
-    """SHA-256 over the names and bytes of the parser modules' source, in name order."""
+def source_digest(root: Path | None = None) -> str:
+    """SHA-256 over the sources a build comes from: ``parsers/*.py`` and the Rust crate.
+
+    The crate is ``parsers-rs/Cargo.toml``, ``Cargo.lock`` and ``src/**/*.rs``;
+    ``root`` defaults to :func:`project_root`.
+    """
+    root = root if root is not None else project_root()
+    crate = root / CRATE
+    rust = [crate / "Cargo.toml", crate / "Cargo.lock", *(crate / "src").rglob("*.rs")]
+    return _digest(root, [*_python_parsers(root), *(path for path in rust if path.is_file())])
+
+
+def _python_parsers(root: Path) -> list[Path]:
+    return sorted((root / "parsers").glob("*.py"))
+
+
+def _digest(root: Path, files: Iterable[Path]) -> str:
+    """SHA-256 over the relative names and bytes of ``files``, in name order."""
     digest = hashlib.sha256()
-    for path in sorted(parsers_dir.glob("*.py")):
-        digest.update(path.name.encode() + b"\0")
+    for name, path in sorted((path.relative_to(root).as_posix(), path) for path in files):
+        digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def parsers_in_use() -> ParsersInUse:
-    """Whether ``parsers`` was imported from a mypyc build, and whether that build is current."""
-    import parsers.api
+    """Whether ``mailwarden_parsers_rs`` is importable here, and whether its build is current.
 
-    location = Path(parsers.__file__).resolve().parent
-    compiled = not parsers.api.__file__.endswith(".py")
-    if not compiled:
-        return ParsersInUse(False, location, False)
-    record = location.parent / BUILD_RECORD
+    Found, not imported: asking costs no extension load.
+    """
+    spec = importlib.util.find_spec(RUST_MODULE)
+    if spec is None or spec.origin is None:
+        python = importlib.util.find_spec("parsers")
+        where = Path(python.origin).parent if python and python.origin else project_root()
+        return ParsersInUse(False, where.resolve(), False)
+    location = Path(spec.origin).resolve()
+    return ParsersInUse(True, location, _is_stale(location.parent / BUILD_RECORD))
+
+
+def _is_stale(record_path: Path) -> bool | None:
+    """The build record against the installed sources.
+
+    A checkout has the Rust crate: the whole digest decides. An installed
+    package has only the Python parsers, the reference the port is held to:
+    their digest decides.
+    """
     try:
-        built_from = json.loads(record.read_text())["source_digest"]
+        record = json.loads(record_path.read_text())
+        built_from, built_parsers = record["source_digest"], record["parsers_digest"]
     except (OSError, ValueError, KeyError, TypeError):
-        return ParsersInUse(True, location, None)
-    installed = project_root() / "parsers"
-    if not installed.is_dir() or installed.resolve() == location:
-        return ParsersInUse(True, location, None)
-    return ParsersInUse(True, location, built_from != source_digest(installed))
+        return None
+    root = project_root()
+    if (root / CRATE / "Cargo.toml").is_file():
+        return bool(built_from != source_digest(root))
+    if _python_parsers(root):
+        return bool(built_parsers != _digest(root, _python_parsers(root)))
+    return None
 
 
 def log_parsers_in_use(logger: logging.Logger) -> None:
@@ -126,108 +166,147 @@ def log_parsers_in_use(logger: logging.Logger) -> None:
 
 
 def build_native_parsers(out: Path, source_root: Path | None = None) -> list[Path]:
-    """Compile ``parsers/`` from ``source_root`` (default: the installed source) into ``out``.
+    """Build ``parsers-rs`` under ``source_root`` (default: the installed source) into ``out``.
 
-    ``out`` is replaced only when the build succeeded. Returns the extension
-    files written.
+    Writes ``out/mailwarden_parsers_rs.abi3.so`` and then its build record, each
+    by an atomic rename (a running process keeps the module it loaded). Returns
+    the extension files written.
     """
     root = source_root if source_root is not None else project_root()
-    sources = sorted((root / "parsers").glob("*.py"))
-    if not sources:
-        raise NativeBuildError(f"no parser sources under {root / 'parsers'}")
-    _check_toolchain()
-    with tempfile.TemporaryDirectory(prefix="mailwarden-native-") as scratch:
-        stage = Path(scratch) / "stage"
-        (stage / "parsers").mkdir(parents=True)
-        (stage / "models").mkdir()
-        for path in sources:
-            shutil.copy2(path, stage / "parsers" / path.name)
-        for relative in _TYPE_ONLY_MODULES:
-            shutil.copy2(root / relative, stage / relative)
-        modules = [f"parsers/{p.name}" for p in sources if p.name != "__init__.py"]
-        _run_mypyc(stage, modules)
-        result = Path(scratch) / "result"
-        (result / "parsers").mkdir(parents=True)
-        written = []
-        for path in sorted(stage.glob("parsers/*")):
-            if path.suffix in (".py", ".so"):
-                shutil.copy2(path, result / "parsers" / path.name)
-                if path.suffix == ".so":
-                    written.append(out / "parsers" / path.name)
-        for path in sorted(stage.glob("*.so")):  # mypyc's shared runtime for the group
-            shutil.copy2(path, result / path.name)
-            written.append(out / path.name)
-        record = {
-            "source_digest": source_digest(root / "parsers"),
-            "python": sys.version.split()[0],
-            "mypy": _mypy_version(),
-            "modules": modules,
-        }
-        (result / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        _replace_dir(result, out)
-    return written
+    manifest = root / CRATE / "Cargo.toml"
+    if not manifest.is_file():
+        raise NativeBuildError(
+            f"no Rust sources at {manifest.parent}: build from a mailwarden checkout"
+        )
+    cargo = _toolchain()
+    # taken before cargo runs: sources edited during the build make it outdated, not wrongly current
+    record = {
+        "source_digest": source_digest(root),
+        "parsers_digest": _digest(root, _python_parsers(root)),
+        "python": sys.version.split()[0],
+        "cargo": _cargo_version(cargo),
+        "module": MODULE_FILE,
+    }
+    built = _run_cargo(cargo, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    module = out / MODULE_FILE
+    staged = _staged(module)
+    shutil.copy2(built, staged)
+    os.replace(staged, module)
+    staged = _staged(out / BUILD_RECORD)
+    staged.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(staged, out / BUILD_RECORD)
+    _remove_mypyc_build(out)
+    return [module]
 
 
 def toolchain_problem() -> str | None:
-    """Why this machine cannot compile the parsers, or None when it can."""
+    """Why cargo cannot build the Rust parsers here, or None when it can."""
     try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return "mypyc is not installed: pip install 'mailwarden[native]' (it comes with mypy)"
-    compiler = str(sysconfig.get_config_var("CC") or "cc")
-    if shutil.which(compiler.split()[0]) is None:
-        return f"no C compiler ({compiler!r} not found): install gcc"
-    include = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    if not include.is_file():
-        return f"no Python headers ({include}): install python3-dev"
+        _toolchain()
+    except NativeBuildError as exc:
+        return str(exc)
     return None
 
 
-def _check_toolchain() -> None:
-    problem = toolchain_problem()
-    if problem is not None:
-        raise NativeBuildError(problem)
+def _toolchain() -> Path:
+    """The cargo to build with, once it is known to run and to have a linker."""
+    cargo = _cargo()
+    if cargo is None:
+        raise NativeBuildError(
+            "cargo not found on PATH nor in ~/.cargo/bin: "
+            "install Rust with rustup (https://rustup.rs)"
+        )
+    _cargo_version(cargo)
+    if shutil.which("cc") is None:
+        raise NativeBuildError("no C linker: cargo links the module with `cc`; install gcc")
+    return cargo
 
 
-def _run_mypyc(stage: Path, modules: list[str]) -> None:
-    command = [sys.executable, "-m", "mypyc", *modules]
+def _cargo() -> Path | None:
+    """cargo on PATH, else where rustup puts it (a service's or cron's PATH often lacks it)."""
+    found = shutil.which("cargo")
+    if found is not None:
+        return Path(found)
+    home = os.environ.get("CARGO_HOME") or str(Path.home() / ".cargo")
+    rustup = Path(home) / "bin" / "cargo"
+    return rustup if os.access(rustup, os.X_OK) else None
+
+
+def _cargo_version(cargo: Path) -> str:
+    try:
+        done = subprocess.run(
+            [str(cargo), "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NativeBuildError(f"{cargo} does not run: {exc}") from exc
+    if done.returncode != 0:
+        raise NativeBuildError(f"{cargo} does not run: {_tail(done.stderr + done.stdout)}")
+    return done.stdout.strip()
+
+
+def _run_cargo(cargo: Path, manifest: Path) -> Path:
+    """``cargo build --release`` of the crate's library; the cdylib it wrote."""
+    command = [
+        str(cargo),
+        "build",
+        "--release",
+        "--lib",
+        "--locked",
+        "--manifest-path",
+        str(manifest),
+        "--message-format=json-render-diagnostics",
+    ]
+    # PyO3 builds for the interpreter that will import the module
+    env = dict(os.environ, PYO3_PYTHON=sys.executable)
     try:
         done = subprocess.run(
             command,
-            cwd=stage,
+            cwd=manifest.parent,
+            env=env,
             capture_output=True,
             text=True,
             timeout=_BUILD_TIMEOUT,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise NativeBuildError(f"mypyc took more than {_BUILD_TIMEOUT:.0f} s") from exc
+        raise NativeBuildError(f"cargo took more than {_BUILD_TIMEOUT:.0f} s") from exc
     if done.returncode != 0:
-        lines = (done.stdout + done.stderr).strip().splitlines()
-        errors = [line for line in lines if "error" in line.lower()] or lines
-        raise NativeBuildError("mypyc failed:\n" + "\n".join(errors[-20:]))
+        raise NativeBuildError(f"cargo build failed:\n{_tail(done.stderr)}")
+    for line in done.stdout.splitlines():
+        message = json.loads(line) if line.startswith("{") else {}
+        if message.get("reason") == "compiler-artifact" and "cdylib" in message["target"]["kind"]:
+            for name in message["filenames"]:
+                if name.endswith((".so", ".dylib")):
+                    return Path(name)
+    raise NativeBuildError(f"cargo built no Python extension:\n{_tail(done.stderr)}")
 
 
-def _mypy_version() -> str:
-    from mypy.version import __version__
-
-    return __version__
+def _tail(output: str) -> str:
+    return "\n".join(output.strip().splitlines()[-_ERROR_TAIL_LINES:])
 
 
-def _replace_dir(new: Path, out: Path) -> None:
-    """Move ``new`` to ``out``; an old build is removed only once the new one is complete."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = out.with_name(out.name + ".new")
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(new, staged)
-    if out.exists():
-        shutil.rmtree(out)
-    staged.rename(out)
+def _staged(path: Path) -> Path:
+    """Where to write ``path`` before renaming it into place."""
+    return path.with_name(f".{path.name}.new")
+
+
+def _remove_mypyc_build(out: Path) -> None:
+    """Drop what an earlier, mypyc-compiled build left in ``out``.
+
+    On ``PYTHONPATH`` its ``parsers/`` package would shadow the installed
+    parsers with old compiled code.
+    """
+    compiled = out / "parsers"
+    if compiled.is_dir() and any(compiled.glob("*.so")):
+        shutil.rmtree(compiled)
+    for runtime in out.glob("*__mypyc.*.so"):
+        runtime.unlink()
 
 
 @click.group("native")
 def native_group() -> None:
-    """The parsers compiled with mypyc (same source, about 1.4x the lines per second)."""
+    """The parsers' Rust port (parsers-rs): build it, or check which parsers run."""
 
 
 @native_group.command("build")
@@ -238,20 +317,27 @@ def native_group() -> None:
     show_default=True,
     help="Directory to write; put it first on PYTHONPATH to use it.",
 )
-def build_command(out: Path) -> None:
-    """Compile the installed parsers with mypyc (needs mypy, a C compiler, Python headers)."""
-    click.echo(f"compiling {project_root() / 'parsers'} with mypyc ...", err=True)
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="mailwarden checkout holding parsers-rs/ (default: the installed source).",
+)
+def build_command(out: Path, source: Path | None) -> None:
+    """Build the Rust parsers with cargo (needs Rust, from rustup, and a C linker)."""
+    root = source if source is not None else project_root()
+    click.echo(f"building {root / CRATE} with cargo ...", err=True)
     try:
-        written = build_native_parsers(out)
+        written = build_native_parsers(out, root)
     except NativeBuildError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote {len(written)} extension modules to {out}")
-    click.echo(f"use them with: PYTHONPATH={out.resolve()} mailwarden tail ...")
+    click.echo(f"wrote {', '.join(str(path) for path in written)}")
+    click.echo(f"use it with: PYTHONPATH={out.resolve()} mailwarden tail ...")
 
 
 @native_group.command("status")
 def status_command() -> None:
-    """Say which parsers this environment imports; exit 1 if a compiled build is outdated."""
+    """Say which parsers this environment uses; exit 1 if the Rust build is outdated."""
     in_use = parsers_in_use()
     click.echo(f"parsers: {in_use.describe()}")
     if in_use.compiled and in_use.stale:

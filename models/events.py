@@ -128,7 +128,7 @@ class Event:
         The account is normalized, so that "Alice@X" and "alice@x" (one mailbox
         to the servers) land on one partition and one worker's state.
         """
-        return (normalize_account(self.user) if self.user else None) or self.client_ip
+        return event_key(self.user, self.client_ip)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +159,11 @@ class Event:
 
 
 _EVENT_FIELDS: frozenset[str] = frozenset(f.name for f in fields(Event))
+
+
+def event_key(user: str | None, client_ip: str | None) -> str | None:
+    """:attr:`Event.key` from the two fields it depends on (for events held as JSON)."""
+    return (normalize_account(user) if user else None) or client_ip
 
 
 def normalize_account(user: str) -> str | None:

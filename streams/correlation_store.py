@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from parsers.api import LogParser
+from mailwarden.engines import LineParser
 from streams.checkpoint import file_stem_for, write_atomically
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class CorrelationStore:
         self.host = host
         self.file = directory / f"correlation-{file_stem_for(host)}.snapshot"
 
-    def restore_into(self, parser: LogParser) -> int:
+    def restore_into(self, parser: LineParser) -> int:
         """Load the snapshot into ``parser``; returns how many queue ids it restored."""
         snapshot = self._read()
         if snapshot is None:
@@ -61,7 +61,7 @@ class CorrelationStore:
         )
         return report.restored
 
-    def save(self, parser: LogParser) -> None:
+    def save(self, parser: LineParser) -> None:
         body = orjson.dumps(
             {
                 "version": SNAPSHOT_VERSION,

@@ -1,7 +1,7 @@
 """``mailwarden tail``: follow mail logs and publish their events to Kafka.
 
 Lines are read by :class:`streams.follower.FileFollower`, parsed by one
-:class:`parsers.api.LogParser` for this host (Postfix and Dovecot lines of one
+:mod:`mailwarden.engines` parser for this host (Postfix and Dovecot lines of one
 host must share it for their correlation), and published: events to
 ``mail.events`` keyed by account (else client IP), unparsed lines to
 ``mail.deadletter`` with the reason. Ignored housekeeping lines are counted.
@@ -35,9 +35,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from mailwarden.config import Config, load_config
+from mailwarden.engines import EngineName, EngineUnavailable, open_parser, parsers_option
 from mailwarden.native import log_parsers_in_use
 from models.events import Origin
-from parsers.api import LogParser
 from streams.checkpoint import AckTracker, CheckpointStore
 from streams.correlation_store import CorrelationStore
 from streams.deadletter import deadletter_json
@@ -87,6 +87,7 @@ class PublisherSettings:
     stats_interval: float = 60.0
     max_waiting: int = 10_000
     shutdown_timeout: float = 10.0
+    engine: EngineName = "auto"
 
 
 @dataclass
@@ -112,7 +113,10 @@ class Publisher:
         self.stats = TailStats()
         self.checkpoints = CheckpointStore(config.state_dir / "tail")
         # ``now`` lets the parser infer the year of syslog stamps that have none.
-        self.parser = LogParser(host=settings.host, timezone=settings.timezone, now=time.time())
+        self.parser = open_parser(
+            settings.host, settings.timezone, now=time.time(), engine=settings.engine
+        )
+        log.info("parsers: %s engine", self.parser.name)
         self.correlation = CorrelationStore(self.checkpoints.directory, settings.host)
         self.correlation.restore_into(self.parser)
         self._snapshot_pending = False
@@ -184,20 +188,10 @@ class Publisher:
         if line.truncated:
             reason = f"line of {line.length} bytes is longer than the {MAX_LINE_BYTES} byte limit"
             return [self._deadletter(line.data, reason, origin, length=line.length)]
-        result = self.parser.feed(line.data, origin)
+        result = self.parser.feed_json(line.data, origin)
         if result.events:
             records = []
-            for event in result.events:
-                if event.origin is None:
-                    event.origin = origin
-                try:
-                    value = event.to_json()
-                except (TypeError, orjson.JSONEncodeError) as exc:
-                    records.append(
-                        self._deadletter(line.data, f"event not encodable: {exc}", origin)
-                    )
-                    continue
-                key = event.key
+            for value, key in zip(result.events, result.keys, strict=True):
                 records.append(Record(self.topics.events, key.encode() if key else None, value))
                 self.stats.events += 1
             return records
@@ -364,6 +358,7 @@ async def run_until_signalled(publisher: Publisher) -> None:
     show_default=True,
     help="Seconds between statistics lines on stderr.",
 )
+@parsers_option
 def tail_command(
     files: tuple[Path, ...],
     config_path: Path | None,
@@ -371,6 +366,7 @@ def tail_command(
     from_start: bool,
     timezone: str | None,
     stats_interval: float,
+    engine: EngineName,
 ) -> None:
     """Follow mail log FILES (like tail -F) and publish their events to Kafka.
 
@@ -387,8 +383,11 @@ def tail_command(
             timezone=timezone or config.timezone,
             from_start=from_start,
             stats_interval=stats_interval,
+            engine=engine,
         )
         publisher = Publisher(config, files, settings)
+    except EngineUnavailable as exc:
+        raise click.ClickException(f"--parsers rust: {exc}") from exc
     except ValueError as exc:  # ConfigError, CheckpointError, an unknown time zone
         raise click.ClickException(str(exc)) from exc
     asyncio.run(run_until_signalled(publisher))

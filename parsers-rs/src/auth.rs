@@ -23,7 +23,7 @@
 
 use crate::correlation::{HostState, Source};
 use crate::fields::normalize_ip;
-use crate::pytext;
+use crate::pytext::{self, partition};
 use crate::result::{failed, ignored, new_event, LineContext, ParseResult, Value};
 
 /// `PAM_MAIL_SERVICES.get(service)`: the protocol of a mail service (dovecot has none).
@@ -179,10 +179,10 @@ impl AuthLogParser {
         let Some(ip) = normalize_ip(&text[open_bracket + 1..close]) else {
             return failed("cyrus badlogin with an invalid address");
         };
-        let (mech, mut rest) = partition(pytext::strip(&text[close + 1..]), " ");
+        let (mech, _, mut rest) = partition(pytext::strip(&text[close + 1..]), " ");
         let mut user = None;
         if mech == "plaintext" {
-            let (name, after) = partition(rest, " ");
+            let (name, _, after) = partition(rest, " ");
             user = Some(name);
             rest = after;
         }
@@ -254,14 +254,6 @@ fn roundcube_login(text: &str, outcome: &str, ctx: &LineContext) -> ParseResult 
     event.user = (!user.is_empty()).then(|| user.to_string());
     event.client_ip = Some(ip);
     ParseResult::one(event)
-}
-
-/// `text.partition(separator)` without the separator: (head, tail).
-fn partition<'a>(text: &'a str, separator: &str) -> (&'a str, &'a str) {
-    match text.find(separator) {
-        Some(at) => (&text[..at], &text[at + separator.len()..]),
-        None => (text, ""),
-    }
 }
 
 /// `pam_unix(dovecot:auth)` -> `dovecot`; `(pam_unix)` -> the program.

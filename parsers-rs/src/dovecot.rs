@@ -18,7 +18,7 @@
 
 use crate::correlation::{HostState, LoginSession, Source};
 use crate::fields::normalize_ip;
-use crate::pytext;
+use crate::pytext::{self, non_empty, partition, rpartition, PyInt};
 use crate::result::{failed, ignored, new_event, Event, Extra, LineContext, ParseResult, Value};
 
 const SOURCE: &str = "dovecot";
@@ -112,22 +112,6 @@ fn starts_with_any(text: &str, prefixes: &[&str]) -> bool {
     prefixes.iter().any(|prefix| text.starts_with(prefix))
 }
 
-/// Python's `str.partition(sep)`: (before, found, after).
-fn partition<'a>(text: &'a str, sep: &str) -> (&'a str, bool, &'a str) {
-    match text.find(sep) {
-        Some(at) => (&text[..at], true, &text[at + sep.len()..]),
-        None => (text, false, ""),
-    }
-}
-
-/// Python's `str.rpartition(",")`: (before, found, after); not found gives ("", false, text).
-fn rpartition_comma(text: &str) -> (&str, bool, &str) {
-    match text.rfind(',') {
-        Some(at) => (&text[..at], true, &text[at + 1..]),
-        None => ("", false, text),
-    }
-}
-
 /// `imap(alice)<1><s>` -> `imap`; `auth-worker(123)` -> `auth-worker`.
 pub fn process_base(process: &str) -> &str {
     let end = process.find(['(', '<', '[']).unwrap_or(process.len());
@@ -179,14 +163,6 @@ impl LoginFields {
             extra.push(("secured".to_string(), Value::Bool(true)));
         }
         extra
-    }
-}
-
-fn non_empty(text: &str) -> Option<String> {
-    if text.is_empty() {
-        None
-    } else {
-        Some(text.to_string())
     }
 }
 
@@ -297,20 +273,20 @@ fn identity_at(text: &str, close: usize) -> Option<AuthIdentity> {
     };
     let inner = &text[..close];
     let mut mech = None;
-    let (mut head, mut sep, mut last) = rpartition_comma(inner);
+    let (mut head, mut sep, mut last) = rpartition(inner, ",");
     while sep && last.is_empty() {
-        (head, sep, last) = rpartition_comma(head);
+        (head, sep, last) = rpartition(head, ",");
     }
     if sep && last.starts_with('<') && last.ends_with('>') {
         session = Some(&last[1..last.len() - 1]);
-        (head, sep, last) = rpartition_comma(head);
+        (head, sep, last) = rpartition(head, ",");
     }
     if sep && last.starts_with("sasl:") {
         mech = non_empty(&pytext::upper(&last[5..]));
-        (head, sep, last) = rpartition_comma(head);
+        (head, sep, last) = rpartition(head, ",");
     }
     if sep && last == "master" {
-        (head, sep, last) = rpartition_comma(head);
+        (head, sep, last) = rpartition(head, ",");
     }
     if !sep {
         return None;
@@ -500,24 +476,24 @@ impl DovecotParser {
         if !pytext::is_digit(count_text) {
             return failed("unrecognised dovecot login summary");
         }
-        let count_digits = match py_int_digits(count_text) {
-            Ok(digits) => digits,
-            Err(error) => return internal_error(&error),
+        let count = match pytext::int(count_text, 10) {
+            Ok(count) => count,
+            Err(error) => return internal_error(&error.to_string()),
         };
-        let mut seconds_digits: Option<String> = None;
+        let mut seconds_int = None;
         if let Some(after_in) = after.strip_prefix(" in ") {
             let seconds_text = partition(after_in, " secs").0;
             if pytext::is_digit(seconds_text) {
-                match py_int_digits(seconds_text) {
-                    Ok(digits) => seconds_digits = Some(digits),
-                    Err(error) => return internal_error(&error),
+                match pytext::int(seconds_text, 10) {
+                    Ok(seconds) => seconds_int = Some(seconds),
+                    Err(error) => return internal_error(&error.to_string()),
                 }
             }
         }
         // Python's int has no limit; an event holding more than 64 bits cannot be
         // serialized there (orjson refuses it): the state changes as in Python, the
         // line is an error
-        let attempts_fit = pytext::int_of_digits(&count_digits);
+        let attempts_fit = count.to_i64();
         let attempts = attempts_fit.unwrap_or(i64::MAX);
         let mut seen = 0;
         if let Some(session) = &fields.session {
@@ -526,16 +502,10 @@ impl DovecotParser {
         if seen == 0 {
             if let Some(client_ip) = &fields.client_ip {
                 // versions whose passdb lines carry no <session>
-                let seconds = match &seconds_digits {
+                let seconds = match seconds_int.as_ref().map(PyInt::to_f64) {
                     None => 0.0,
-                    Some(digits) => match digits.parse::<f64>() {
-                        Ok(value) if value.is_finite() => value,
-                        _ => {
-                            return internal_error(
-                                "OverflowError: int too large to convert to float",
-                            )
-                        }
-                    },
+                    Some(Ok(seconds)) => seconds,
+                    Some(Err(error)) => return internal_error(&error.to_string()),
                 };
                 seen = state.failures.claim_for_summary(
                     client_ip,
@@ -857,59 +827,6 @@ fn internal_error(exception: &str) -> ParseResult {
     failed(&format!("internal parser error ({exception})"))
 }
 
-/// Zeros of the non-ASCII decimal digit runs (category Nd, Unicode 14.0 as in
-/// Python 3.11); each is followed by the nine other digits.
-const DECIMAL_ZEROS: [u32; 65] = [
-    0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6,
-    0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50,
-    0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
-    0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650,
-    0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50,
-    0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
-];
-
-/// The ASCII digit of a decimal digit code point (what `int()` accepts).
-fn decimal_digit(c: char) -> Option<char> {
-    if c.is_ascii_digit() {
-        return Some(c);
-    }
-    let code = c as u32;
-    let at = DECIMAL_ZEROS.partition_point(|&zero| zero <= code);
-    let zero = DECIMAL_ZEROS[..at].last()?;
-    let value = code - zero;
-    if value < 10 {
-        char::from_digit(value, 10)
-    } else {
-        None
-    }
-}
-
-/// Python's `int(text)` for a text that passed `isdigit()`: its ASCII digits, or
-/// the exception `int()` raises ("ValueError: ..."), as the API would name it.
-fn py_int_digits(text: &str) -> Result<String, String> {
-    let mut digits = String::with_capacity(text.len());
-    for c in text.chars() {
-        match decimal_digit(c) {
-            Some(digit) => digits.push(digit),
-            None => {
-                // `%.200R`: the repr, cut to 200 code points
-                let repr: String = format!("'{text}'").chars().take(200).collect();
-                return Err(format!(
-                    "ValueError: invalid literal for int() with base 10: {repr}"
-                ));
-            }
-        }
-    }
-    if digits.len() > 4300 {
-        return Err(format!(
-            "ValueError: Exceeds the limit (4300 digits) for integer string conversion: value has {} \
-             digits; use sys.set_int_max_str_digits() to increase the limit",
-            digits.len()
-        ));
-    }
-    Ok(digits)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -934,18 +851,6 @@ mod tests {
         );
         assert_eq!(split_process("imap", "imap<1>"), (None, vec!["1"]));
         assert_eq!(split_process("imap", "imap()"), (Some(""), vec![]));
-    }
-
-    #[test]
-    fn python_int() {
-        assert_eq!(py_int_digits("0١٢").unwrap(), "012");
-        assert_eq!(
-            py_int_digits("1²").unwrap_err(),
-            "ValueError: invalid literal for int() with base 10: '1²'"
-        );
-        assert!(py_int_digits(&"1".repeat(4301))
-            .unwrap_err()
-            .contains("value has 4301 digits"));
     }
 
     #[test]

@@ -27,7 +27,10 @@ use std::rc::Rc;
 
 use crate::correlation::{HostState, QueuedMessage, SmtpdSession, Source};
 use crate::fields::{host_and_ip, normalize_ip};
-use crate::pytext::{char_len, from_char, is_alnum, lower, split_whitespace, upper};
+use crate::pytext::{
+    char_len, from_char, int, is_alnum, is_decimal_char, is_digit, is_upper, lower, non_empty,
+    partition, rpartition, split_whitespace, upper,
+};
 use crate::result::{failed, ignored, new_event, Event, Extra, LineContext, ParseResult, Value};
 
 const SOURCE: &str = "postfix";
@@ -752,7 +755,7 @@ fn action(
     // Python tests `detail[:from_at].replace("-", "").isupper()`: "-" is uncased, so
     // removing it does not change the answer
     let from_at = match detail.find(" from ") {
-        Some(at) if at > 0 && py_isupper(&detail[..at]) => at,
+        Some(at) if at > 0 && is_upper(&detail[..at]) => at,
         _ => return failed("unrecognised postfix smtpd message"),
     };
     let stage = &detail[..from_at];
@@ -1053,7 +1056,7 @@ fn qmgr(
             slice(rest, size_at + 8, rest.len() - ACTIVE.len()),
             ", nrcpt=",
         );
-        if !(py_isdigit(size_text) && py_isdigit(nrcpt_text)) {
+        if !(is_digit(size_text) && is_digit(nrcpt_text)) {
             return failed("unrecognised qmgr message");
         }
         // Python puts a new entry, then sets its fields: the same as setting them first
@@ -1076,13 +1079,11 @@ fn qmgr(
             }
         };
         // int() runs after the entry changed: a failure leaves it changed
-        let size = match digits_int(size_text) {
-            Ok(size) => size,
-            Err(reason) => return failed(&reason),
-        };
-        let nrcpt = match digits_int(nrcpt_text) {
-            Ok(nrcpt) => nrcpt,
-            Err(reason) => return failed(&reason),
+        let (size, nrcpt) = match (int(size_text, 10), int(nrcpt_text, 10)) {
+            (Ok(size), Ok(nrcpt)) => (size.to_i64(), nrcpt.to_i64()),
+            (Err(error), _) | (_, Err(error)) => {
+                return failed(&format!("internal parser error ({error})"))
+            }
         };
         let fields = MessageFields {
             sender: Some(sender.to_string()),
@@ -1318,15 +1319,15 @@ fn ratio(text: Option<&str>) -> (bool, Option<i64>) {
         return (false, None);
     };
     let (done, _, total) = partition(text, "/");
-    let Ok(ok) = py_int(done) else {
+    let Ok(ok) = int(done, 10) else {
         return (false, None);
     };
     if total.is_empty() {
-        return (ok.nonzero(), ok.value());
+        return (!ok.is_zero(), ok.to_i64());
     }
-    match py_int(total) {
-        Ok(total) => (ok.nonzero(), total.value()),
-        Err(()) => (false, None),
+    match int(total, 10) {
+        Ok(total) => (!ok.is_zero(), total.to_i64()),
+        Err(_) => (false, None),
     }
 }
 
@@ -1486,191 +1487,7 @@ fn one_to_three_decimals(s: &str) -> Option<&str> {
     Some(rest)
 }
 
-// -- Python's int() and digit classes -------------------------------------
-
-/// Python 3.11 (Unicode 14.0) `str.isdecimal()` characters: runs of ten, 0 to 9.
-#[rustfmt::skip]
-const DECIMAL_RANGES: [(u32, u32); 62] = [
-    (0x30, 0x39), (0x660, 0x669), (0x6F0, 0x6F9), (0x7C0, 0x7C9), (0x966, 0x96F), (0x9E6, 0x9EF),
-    (0xA66, 0xA6F), (0xAE6, 0xAEF), (0xB66, 0xB6F), (0xBE6, 0xBEF), (0xC66, 0xC6F), (0xCE6, 0xCEF),
-    (0xD66, 0xD6F), (0xDE6, 0xDEF), (0xE50, 0xE59), (0xED0, 0xED9), (0xF20, 0xF29),
-    (0x1040, 0x1049), (0x1090, 0x1099), (0x17E0, 0x17E9), (0x1810, 0x1819), (0x1946, 0x194F),
-    (0x19D0, 0x19D9), (0x1A80, 0x1A89), (0x1A90, 0x1A99), (0x1B50, 0x1B59), (0x1BB0, 0x1BB9),
-    (0x1C40, 0x1C49), (0x1C50, 0x1C59), (0xA620, 0xA629), (0xA8D0, 0xA8D9), (0xA900, 0xA909),
-    (0xA9D0, 0xA9D9), (0xA9F0, 0xA9F9), (0xAA50, 0xAA59), (0xABF0, 0xABF9), (0xFF10, 0xFF19),
-    (0x104A0, 0x104A9), (0x10D30, 0x10D39), (0x11066, 0x1106F), (0x110F0, 0x110F9),
-    (0x11136, 0x1113F), (0x111D0, 0x111D9), (0x112F0, 0x112F9), (0x11450, 0x11459),
-    (0x114D0, 0x114D9), (0x11650, 0x11659), (0x116C0, 0x116C9), (0x11730, 0x11739),
-    (0x118E0, 0x118E9), (0x11950, 0x11959), (0x11C50, 0x11C59), (0x11D50, 0x11D59),
-    (0x11DA0, 0x11DA9), (0x16A60, 0x16A69), (0x16AC0, 0x16AC9), (0x16B50, 0x16B59),
-    (0x1D7CE, 0x1D7FF), (0x1E140, 0x1E149), (0x1E2F0, 0x1E2F9), (0x1E950, 0x1E959),
-    (0x1FBF0, 0x1FBF9),
-];
-
-/// Python 3.11 `str.isdigit()` characters that are not decimal (superscripts, circled
-/// digits...): `int()` refuses them.
-#[rustfmt::skip]
-const DIGIT_ONLY_RANGES: [(u32, u32); 20] = [
-    (0xB2, 0xB3), (0xB9, 0xB9), (0x1369, 0x1371), (0x19DA, 0x19DA), (0x2070, 0x2070),
-    (0x2074, 0x2079), (0x2080, 0x2089), (0x2460, 0x2468), (0x2474, 0x247C), (0x2488, 0x2490),
-    (0x24EA, 0x24EA), (0x24F5, 0x24FD), (0x24FF, 0x24FF), (0x2776, 0x277E), (0x2780, 0x2788),
-    (0x278A, 0x2792), (0x10A40, 0x10A43), (0x10E60, 0x10E68), (0x11052, 0x1105A),
-    (0x1F100, 0x1F10A),
-];
-
-/// Python's `int()` refuses more than this many digits.
-const INT_MAX_STR_DIGITS: usize = 4300;
-
-fn in_ranges(ranges: &[(u32, u32)], c: char) -> Option<(u32, u32)> {
-    let code = c as u32;
-    let at = ranges.partition_point(|&(_, last)| last < code);
-    ranges.get(at).copied().filter(|&(first, _)| first <= code)
-}
-
-/// The value of a decimal digit (`\d` in a `str` pattern, what `int()` reads).
-fn decimal_value(c: char) -> Option<u32> {
-    if c.is_ascii() {
-        return c.to_digit(10);
-    }
-    in_ranges(&DECIMAL_RANGES, c).map(|(first, _)| (c as u32 - first) % 10)
-}
-
-fn is_decimal_char(c: char) -> bool {
-    decimal_value(c).is_some()
-}
-
-/// `text.isdigit()`, exactly.
-fn py_isdigit(text: &str) -> bool {
-    !text.is_empty()
-        && text.chars().all(|c| {
-            is_decimal_char(c) || (!c.is_ascii() && in_ranges(&DIGIT_ONLY_RANGES, c).is_some())
-        })
-}
-
-/// A Python int: its value when an i64 holds it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum PyInt {
-    Small(i64),
-    /// non-zero, beyond i64 (Python keeps it; orjson refuses it, so the event field is None)
-    Big,
-}
-
-impl PyInt {
-    fn nonzero(self) -> bool {
-        self != PyInt::Small(0)
-    }
-    fn value(self) -> Option<i64> {
-        match self {
-            PyInt::Small(value) => Some(value),
-            PyInt::Big => None,
-        }
-    }
-}
-
-/// `int(text)` for text without whitespace: an optional sign, decimal digits
-/// (any script) with single underscores between them, at most 4300 digits.
-fn py_int(text: &str) -> Result<PyInt, ()> {
-    let (negative, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let mut value: Option<i64> = Some(0);
-    let mut digits = 0usize;
-    let mut after_underscore = false;
-    for c in body.chars() {
-        if c == '_' {
-            if digits == 0 || after_underscore {
-                return Err(());
-            }
-            after_underscore = true;
-            continue;
-        }
-        let digit = decimal_value(c).ok_or(())?;
-        after_underscore = false;
-        digits += 1;
-        value = value
-            .and_then(|value| value.checked_mul(10))
-            .and_then(|value| {
-                if negative {
-                    value.checked_sub(i64::from(digit))
-                } else {
-                    value.checked_add(i64::from(digit))
-                }
-            });
-    }
-    if digits == 0 || after_underscore || digits > INT_MAX_STR_DIGITS {
-        return Err(());
-    }
-    Ok(value.map_or(PyInt::Big, PyInt::Small))
-}
-
-/// `int(text)` for text that passed `isdigit()`, with Python's ValueError as the
-/// "internal parser error" the API makes of it; None for a value beyond i64.
-fn digits_int(text: &str) -> Result<Option<i64>, String> {
-    let leading = text.chars().take_while(|&c| is_decimal_char(c)).count();
-    if leading > INT_MAX_STR_DIGITS {
-        return Err(format!(
-            "internal parser error (ValueError: Exceeds the limit ({INT_MAX_STR_DIGITS} digits) for integer \
-             string conversion: value has {leading} digits; use sys.set_int_max_str_digits() to increase the limit)"
-        ));
-    }
-    match py_int(text) {
-        Ok(value) => Ok(value.value()),
-        Err(()) => {
-            // %.200R: the repr (quotes and digits, nothing to escape) cut at 200 characters
-            let literal: String = format!("'{text}'").chars().take(200).collect();
-            Err(format!(
-                "internal parser error (ValueError: invalid literal for int() with base 10: {literal})"
-            ))
-        }
-    }
-}
-
 // -- Python str operations ---------------------------------------------------
-
-/// `text.isupper()`: a cased character and no lowercase one, and (unlike
-/// `pytext::is_upper`) no titlecase one (`ǅ`: Python's `Py_UNICODE_ISTITLE`).
-fn py_isupper(text: &str) -> bool {
-    let mut cased = false;
-    for c in text.chars() {
-        if c.is_lowercase() || is_titlecase(c) {
-            return false;
-        }
-        if c.is_uppercase() {
-            cased = true;
-        }
-    }
-    cased
-}
-
-/// General category Lt (the same 31 characters in every Unicode version since 3.2).
-fn is_titlecase(c: char) -> bool {
-    matches!(
-        c,
-        '\u{1C5}' | '\u{1C8}' | '\u{1CB}' | '\u{1F2}'
-            | '\u{1F88}'..='\u{1F8F}'
-            | '\u{1F98}'..='\u{1F9F}'
-            | '\u{1FA8}'..='\u{1FAF}'
-            | '\u{1FBC}' | '\u{1FCC}' | '\u{1FFC}'
-    )
-}
-
-/// `text.partition(sep)`: (head, whether sep was found, tail).
-fn partition<'a>(text: &'a str, sep: &str) -> (&'a str, bool, &'a str) {
-    match text.find(sep) {
-        Some(at) => (&text[..at], true, &text[at + sep.len()..]),
-        None => (text, false, ""),
-    }
-}
-
-/// `text.rpartition(sep)`.
-fn rpartition<'a>(text: &'a str, sep: &str) -> (&'a str, bool, &'a str) {
-    match text.rfind(sep) {
-        Some(at) => (&text[..at], true, &text[at + sep.len()..]),
-        None => ("", false, text),
-    }
-}
 
 /// `text.find(sub)` with Python's -1.
 fn find(text: &str, sub: &str) -> isize {
@@ -1690,15 +1507,6 @@ fn drop_last_char(text: &str) -> &str {
     let mut chars = text.chars();
     chars.next_back();
     chars.as_str()
-}
-
-/// `text or None`.
-fn non_empty(text: &str) -> Option<String> {
-    if text.is_empty() {
-        None
-    } else {
-        Some(text.to_string())
-    }
 }
 
 #[cfg(test)]
@@ -1795,29 +1603,9 @@ mod tests {
     }
 
     #[test]
-    fn python_ints() {
-        assert_eq!(digits_int("0042"), Ok(Some(42)));
-        assert_eq!(digits_int("99999999999999999999"), Ok(None));
-        assert_eq!(
-            digits_int("1²"),
-            Err(
-                "internal parser error (ValueError: invalid literal for int() with base 10: '1²')"
-                    .to_string()
-            )
-        );
-        assert!(py_isdigit("1²"));
-        assert!(!py_isdigit("½"));
-        assert!(digits_int(&"1".repeat(4301))
-            .unwrap_err()
-            .contains("value has 4301 digits"));
-    }
-
-    #[test]
     fn python_slices() {
         assert_eq!(drop_last_char("abé"), "ab");
         assert_eq!(slice("abc", 2, 1), "");
-        assert_eq!(rpartition("a: b: c", ": "), ("a: b", true, "c"));
-        assert_eq!(rpartition("abc", ": "), ("", false, "abc"));
     }
 }
 

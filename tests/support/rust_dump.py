@@ -1,17 +1,14 @@
-"""Parse named streams of raw lines with the Rust parsers and write every result as JSON lines.
+"""Parse the reference streams with the Rust parsers and write every result as JSON lines.
 
-The same output as :func:`tests.support.native_dump.dump_streams` gives with the
-Python parsers, so that the two can be compared byte for byte: one JSON line per
-input line (events, ignored category, error), then the parser's statistics per
-stream. The Rust module ``mailwarden_parsers_rs`` gives each event as the JSON
-bytes orjson writes for the Python event; they are embedded with
-``orjson.Fragment``.
+For the full differential check outside pytest (tests/unit/test_rust_parsers.py
+is the one that runs in `make test`): ``/tmp/parse_dump.py`` writes what the
+Python parsers give for the same streams, one line per input line
+(``{"e": events, "err": error, "ign": ignored}``); this script writes what the
+Rust module ``mailwarden_parsers_rs`` gives, each event embedded as the JSON
+bytes it returns (``orjson.Fragment``), so the two files compare with ``cmp``.
 
-The module comes from ``parsers-rs/build.sh OUTDIR``: pass ``OUTDIR`` as
-``build`` (or have it on ``sys.path``).
-
-As a script (``python tests/support/rust_dump.py OUT.jsonl [OUTDIR]``) it writes
-what ``/tmp/parse_dump.py`` writes with the Python parsers, for a diff.
+The module comes from ``parsers-rs/build.sh OUTDIR``:
+``python tests/support/rust_dump.py OUT.jsonl [OUTDIR]``.
 """
 
 from __future__ import annotations
@@ -48,19 +45,6 @@ def _results(parser: Any, name: str, lines: list[bytes]) -> list[Result]:
         events, ignored, error = feed(raw, name, number)
         results.append(([fragment(event) for event in events], ignored, error))
     return results
-
-
-def dump_streams(streams: dict[str, list[bytes]], build: Path | str | None = None) -> bytes:
-    """What ``native_dump.dump_streams`` gives for ``streams``, from the Rust parsers."""
-    module = rust_parsers(build)
-    out = bytearray()
-    for name, lines in streams.items():
-        parser = module.LogParser(year=YEAR)
-        for events, ignored, error in _results(parser, name, lines):
-            out += orjson.dumps({"e": events, "i": ignored, "x": error})
-            out += b"\n"
-        out += orjson.dumps({"stream": name, "stats": parser.stats()}) + b"\n"
-    return bytes(out)
 
 
 def reference_streams(shared: Path = Path("/work/shared/corpus")) -> dict[str, list[bytes]]:
