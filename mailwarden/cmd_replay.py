@@ -249,11 +249,7 @@ def replay(
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from exc
     if input_format == "raw":
-        problem = rust_engine_problem()
-        if engine == "rust" and problem is not None:
-            raise click.ClickException(f"--parsers rust: {problem}")
-        chosen = "python" if engine == "python" or problem is not None else "rust"
-        click.echo(f"replay: {chosen} parsers ({parsers_in_use().describe()})", err=True)
+        click.echo(f"replay: parsers: {_engine_choice(engine)}", err=True)
     if to_kafka:
         _publish(config, files, input_format, host, timezone, year, unparsed_path, engine)
         return
@@ -284,6 +280,18 @@ def replay(
             return
         elapsed = time.perf_counter() - started
     click.echo(summary_table(counts, detector, elapsed), err=True)
+
+
+def _engine_choice(engine: EngineName) -> str:
+    """Which parsers ``engine`` gives, and why; raises when "rust" cannot be had."""
+    if engine == "python":
+        return "python (--parsers python)"
+    problem = rust_engine_problem()
+    if problem is None:
+        return f"rust ({parsers_in_use().describe()})"
+    if engine == "rust":
+        raise click.ClickException(f"--parsers rust: {problem}")
+    return f"python ({problem})"
 
 
 def _publish(
