@@ -29,6 +29,7 @@ use std::rc::Rc;
 use hashlink::LinkedHashMap;
 use serde_json::Value as Json;
 
+use crate::json::{write_f64, write_opt_str, write_str};
 use crate::pytext;
 
 /// How long records wait for their echo from another program. Dovecot logs the
@@ -655,7 +656,7 @@ impl HostState {
         out.extend_from_slice(b"{\"as_of\":");
         let latest = self.queue.latest;
         if latest.is_finite() {
-            write_float(&mut out, latest);
+            write_f64(latest, &mut out);
         } else {
             out.extend_from_slice(b"null");
         }
@@ -665,9 +666,9 @@ impl HostState {
                 out.push(b',');
             }
             out.push(b'[');
-            write_str(&mut out, queue_id);
+            write_str(queue_id, &mut out);
             out.push(b',');
-            write_float(&mut out, time);
+            write_f64(time, &mut out);
             for text in [
                 &message.user,
                 &message.client_ip,
@@ -678,10 +679,7 @@ impl HostState {
                 &message.notice_kind,
             ] {
                 out.push(b',');
-                match text {
-                    Some(text) => write_str(&mut out, text),
-                    None => out.extend_from_slice(b"null"),
-                }
+                write_opt_str(text.as_deref(), &mut out);
             }
             out.push(b',');
             let queued = message.queued_before || message.queued_at_snapshot;
@@ -872,61 +870,6 @@ fn restored_message(row: &Json) -> Option<(String, f64, QueuedMessage)> {
     let mut message = texts().ok()?;
     message.queued_at_snapshot = *queued_at_snapshot;
     Some((queue_id.clone(), time, message))
-}
-
-// -- orjson's output ----------------------------------------------------------------
-
-/// A string as orjson writes it: `"` and `\` escaped, control characters as
-/// `\b \t \n \f \r` or `\u00XX`, everything else (DEL, non-ASCII) as is.
-fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\x08' => b"\\b",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            b'\x0c' => b"\\f",
-            b'\r' => b"\\r",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..index]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = index + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// A float as orjson writes it: ryu's shortest digits and layout (`1700000000.0`,
-/// `0.00001`, `1.5e-7`), with a `+` on positive exponents (`1e+16`); NaN and
-/// infinities as `null`.
-fn write_float(out: &mut Vec<u8>, value: f64) {
-    if !value.is_finite() {
-        out.extend_from_slice(b"null");
-        return;
-    }
-    let mut buffer = ryu::Buffer::new();
-    let text = buffer.format_finite(value).as_bytes();
-    match text.iter().position(|&b| b == b'e') {
-        Some(at) if text.get(at + 1) != Some(&b'-') => {
-            out.extend_from_slice(&text[..=at]);
-            out.push(b'+');
-            out.extend_from_slice(&text[at + 1..]);
-        }
-        _ => out.extend_from_slice(text),
-    }
 }
 
 #[cfg(test)]
@@ -1548,7 +1491,7 @@ mod tests {
         ];
         for (value, want) in cases {
             let mut out = Vec::new();
-            write_float(&mut out, *value);
+            write_f64(*value, &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), *want, "{value:?}");
         }
     }
