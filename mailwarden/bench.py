@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -46,6 +46,9 @@ import orjson
 from mailwarden.bench_system import broker_bench, pipeline_bench, policy_bench, replay_bench
 from mailwarden.loggen import START, Truth, pathological_lines, write_log
 from models.events import Origin
+
+if TYPE_CHECKING:
+    from mailwarden.engines import EngineName
 
 DEFAULT_LINES = 260_000
 FAIL2BAN_FILTERS = (
@@ -139,17 +142,21 @@ def measure_rust(path: Path, year: int, name: str = OURS_NATIVE) -> Measurement:
 
 def measure_native(path: Path, year: int, build: Path) -> Measurement:
     """:func:`measure_rust` in a child process whose Rust parsers come from ``build``."""
-    env = dict(os.environ)
-    # only the build: an inherited PYTHONPATH may hold another build of the module
-    env["PYTHONPATH"] = str(build.resolve())
     command = [sys.executable, "-c", _NATIVE_CHILD, str(path), str(year)]
     # cwd: `python -c` puts it first on sys.path, where a source checkout would shadow the build
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=build, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=_native_env(build), cwd=build, check=False
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return Measurement(OURS_NATIVE, 0, 0.0, 0.0, None, f"failed: {' / '.join(tail)}")
     values = orjson.loads(done.stdout)
     return Measurement(OURS_NATIVE, **values)
+
+
+def _native_env(build: Path) -> dict[str, str]:
+    # only the build: an inherited PYTHONPATH may hold another build of the module
+    return dict(os.environ, PYTHONPATH=str(build.resolve()))
 
 
 # The child refuses to measure a missing or outdated build.
@@ -258,35 +265,64 @@ class Growth:
 WORST_CASE_SIZES = (6_000, 60_000)  # both under the parser's 64 KiB line cap
 
 
-def measure_worst_cases(year: int, repeats: int = 5) -> list[Growth]:
+def measure_worst_cases(year: int, repeats: int = 5, engine: EngineName = "python") -> list[Growth]:
     """Linear parsers take ~10x for 10x the size; backtracking ones, much more."""
-    from parsers.api import LogParser
+    from mailwarden.engines import open_parser
 
     small_size, large_size = WORST_CASE_SIZES
     small, large = pathological_lines(small_size), pathological_lines(large_size)
     origin = Origin("worst-case", 1)
 
     def best_time(line: str) -> float:
+        raw = line.encode()
         best = float("inf")
         for _ in range(repeats):
-            parser = LogParser(host=None, timezone="UTC", year=year)
+            parser = open_parser(year=year, engine=engine)
             start = time.perf_counter()
-            parser.feed(line, origin)
+            parser.feed_json(raw, origin)
             best = min(best, time.perf_counter() - start)
         return best
 
     return [Growth(name, best_time(small[name]), best_time(large[name])) for name in small]
 
 
-def render_worst_cases(growths: list[Growth]) -> str:
+def measure_native_worst_cases(year: int, build: Path) -> list[Growth]:
+    """:func:`measure_worst_cases` of the Rust parsers in ``build``, in a child process."""
+    command = [sys.executable, "-c", _NATIVE_WORST_CHILD, str(year)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=_native_env(build), cwd=build, check=False
+    )
+    if done.returncode != 0:
+        return []
+    return [Growth(name, small, large) for name, small, large in orjson.loads(done.stdout)]
+
+
+_NATIVE_WORST_CHILD = """
+import sys, orjson
+from mailwarden.bench import measure_worst_cases
+growths = measure_worst_cases(int(sys.argv[1]), engine="rust")
+sys.stdout.buffer.write(orjson.dumps([[g.name, g.small, g.large] for g in growths]))
+"""
+
+
+def render_worst_cases(growths: list[Growth], native: list[Growth] | None = None) -> str:
     small_size, large_size = WORST_CASE_SIZES
-    out = [
-        f"{'worst-case line':<34} {small_size // 1000:>5} kB us {large_size // 1000:>5} kB us "
-        f"{'growth for 10x size':>20}"
-    ]
+    sizes = f"{small_size // 1000:>5} kB us {large_size // 1000:>5} kB us {'growth':>8}"
+    header = f"{'worst-case line':<34} python {sizes}"
+    if native:
+        header += f"   rust {sizes}"
+    out = [header]
+    by_name = {g.name: g for g in native or []}
     for g in growths:
-        out.append(f"{g.name:<34} {g.small * 1e6:>11.1f} {g.large * 1e6:>11.1f} {g.factor:>19.1f}x")
+        row = f"{g.name:<34}        {_growth_cells(g)}"
+        if g.name in by_name:
+            row += f"        {_growth_cells(by_name[g.name])}"
+        out.append(row)
     return "\n".join(out)
+
+
+def _growth_cells(g: Growth) -> str:
+    return f"{g.small * 1e6:>11.1f} {g.large * 1e6:>11.1f} {g.factor:>7.1f}x"
 
 
 def measure_baseline(path: Path) -> Measurement:
@@ -418,10 +454,11 @@ def parse_bench(
         )
         with _native_build(native_build, no_native) as build:
             measurements = _run_all(path, with_fail2ban, build)
-        click.echo(render(measurements, truth))
-        if measurements[0].lines:
-            click.echo("")
-            click.echo(render_worst_cases(measure_worst_cases(START.year)))
+            click.echo(render(measurements, truth))
+            if measurements[0].lines:
+                click.echo("")
+                native = None if build is None else measure_native_worst_cases(START.year, build)
+                click.echo(render_worst_cases(measure_worst_cases(START.year), native))
         click.echo(
             f"\nmachine: {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}; "
             "rates are per CPU second of the measured process"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.bench import OURS_NATIVE, measure_mailwarden, measure_native
+from mailwarden.bench import (
+    OURS_NATIVE,
+    measure_mailwarden,
+    measure_native,
+    measure_native_worst_cases,
+    measure_worst_cases,
+    render_worst_cases,
+)
 from mailwarden.loggen import START, write_log
 from mailwarden.native import BUILD_RECORD, MODULE_FILE
 
@@ -53,3 +60,13 @@ def test_bench_refuses_a_missing_or_outdated_build(rust_build: Path, tmp_path: P
     stale = measure_native(log, START.year, outdated)
     assert stale.lines == 0
     assert "OUTDATED" in stale.note
+
+
+def test_worst_case_lines_are_timed_in_both_engines(rust_build: Path) -> None:
+    python = measure_worst_cases(START.year, repeats=1)
+    rust = measure_native_worst_cases(START.year, rust_build)
+    assert [g.name for g in rust] == [g.name for g in python]
+    assert all(g.small > 0 and g.large > 0 for g in rust)
+    table = render_worst_cases(python, rust)
+    assert all(g.name in table for g in python)
+    assert "rust" in table.splitlines()[0]
