@@ -35,7 +35,7 @@ from typing import Final
 
 from models.events import Event, Outcome
 from parsers.correlation import FailedAttempts, HostState, LoginSession
-from parsers.fields import normalize_ip
+from parsers.fields import INT64_MAX, normalize_ip
 from parsers.result import LineContext, ParseResult, failed, ignored, new_event
 
 SOURCE: Final = "dovecot"
@@ -385,6 +385,8 @@ class DovecotParser:
         if not count_text.isdigit():
             return failed("unrecognised dovecot login summary")
         attempts = int(count_text)
+        if attempts > INT64_MAX:  # crafted: no event can carry the count
+            return failed("unrecognised dovecot login summary")
         seconds = 0
         if after.startswith(" in "):
             seconds_text = after[4:].partition(" secs")[0]

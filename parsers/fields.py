@@ -1,4 +1,4 @@
-"""Small field readers shared by the log families: client addresses and ``host[ip]``.
+"""Small field readers shared by the log families: client addresses, ``host[ip]``, counts.
 
 An address is accepted only where the log format puts one, and only when
 ``ipaddress`` says it is one; IPv4-mapped IPv6 (``::ffff:1.2.3.4``) becomes the
@@ -17,6 +17,16 @@ _valid: Final[dict[str, str | None]] = {}
 _IPV6_CHARACTERS: Final = frozenset("0123456789abcdef:")
 # "0" to "255": the octets ipaddress accepts (ASCII digits, no leading zero) and prints as is
 _CANONICAL_OCTETS: Final = frozenset(str(number) for number in range(256))
+# the largest integer an event may carry: JSON readers (orjson among them) stop at 64 bits
+INT64_MAX: Final = 2**63 - 1
+
+
+def count_or_none(value: int) -> int | None:
+    """``value`` when it fits in a signed 64-bit integer, else None.
+
+    Only a crafted line holds a larger count; the event keeps its other fields.
+    """
+    return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
 
 
 def normalize_ip(text: str) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from models.events import DeliveryStatus, Event
 from parsers.correlation import FailedAttempts, HostState, QueuedMessage, SmtpdSession
-from parsers.fields import host_and_ip, normalize_ip
+from parsers.fields import count_or_none, host_and_ip, normalize_ip
 from parsers.result import (
     Handler,
     LineContext,
@@ -839,8 +839,8 @@ class PostfixParser:
                         queue_id,
                         entry,
                         sender=sender,
-                        size=int(size_text),
-                        nrcpt=int(nrcpt_text),
+                        size=count_or_none(int(size_text)),
+                        nrcpt=count_or_none(int(nrcpt_text)),
                         detail="queue active again (retry)" if retry else None,
                     )
                 ]
@@ -984,13 +984,16 @@ def _counters(text: str) -> dict[str, str]:
 
 
 def _ratio(text: str | None) -> tuple[int, int | None]:
-    """``auth=0/3`` -> (0, 3); ``auth=1`` -> (1, 1); absent -> (0, None)."""
+    """``auth=0/3`` -> (0, 3); ``auth=1`` -> (1, 1); absent -> (0, None).
+
+    A total beyond 64 bits (a crafted line) is None.
+    """
     if not text:
         return 0, None
     done, _, total = text.partition("/")
     try:
         ok = int(done)
-        return ok, int(total) if total else ok
+        return ok, count_or_none(int(total) if total else ok)
     except ValueError:
         return 0, None
 

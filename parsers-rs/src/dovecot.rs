@@ -476,8 +476,10 @@ impl DovecotParser {
         if !pytext::is_digit(count_text) {
             return failed("unrecognised dovecot login summary");
         }
-        let count = match pytext::int(count_text, 10) {
-            Ok(count) => count,
+        let attempts = match pytext::int(count_text, 10).map(|count| count.to_i64()) {
+            Ok(Some(attempts)) => attempts,
+            // crafted: no event can carry the count
+            Ok(None) => return failed("unrecognised dovecot login summary"),
             Err(error) => return internal_error(&error.to_string()),
         };
         let mut seconds_int = None;
@@ -490,11 +492,6 @@ impl DovecotParser {
                 }
             }
         }
-        // Python's int has no limit; an event holding more than 64 bits cannot be
-        // serialized there (orjson refuses it): the state changes as in Python, the
-        // line is an error
-        let attempts_fit = count.to_i64();
-        let attempts = attempts_fit.unwrap_or(i64::MAX);
         let mut seen = 0;
         if let Some(session) = &fields.session {
             seen = state.session_failures.pop(session).unwrap_or(0);
@@ -515,9 +512,6 @@ impl DovecotParser {
                     attempts,
                 );
             }
-        }
-        if attempts_fit.is_none() {
-            return failed("unrecognised dovecot login summary");
         }
         let echo = seen >= attempts;
         let kind = if echo { "auth_echo" } else { "auth" };

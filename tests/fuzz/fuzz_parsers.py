@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -38,6 +39,7 @@ from parsers.api import LogParser  # noqa: E402
 
 ORIGIN_PATH = "fuzz.log"
 MAX_LINES = 64
+YEAR = 2026
 
 SEEDS = (
     "Nov 27 09:13:07 mail postfix/submission/smtpd[4242]: connect from unknown[192.0.2.21]",
@@ -104,9 +106,14 @@ def check_event(event: Event, text: str) -> None:
         raise Violation(f"client_ip {ip} appears nowhere in the input")
 
 
+def input_lines(data: bytes) -> list[bytes]:
+    """The lines of one fuzzer input, as a log would give them (at most MAX_LINES)."""
+    return data.split(b"\n")[:MAX_LINES]
+
+
 def test_one_input(data: bytes) -> None:
-    parser = LogParser(host=None, timezone="UTC", year=2026)
-    for number, raw in enumerate(data.split(b"\n")[:MAX_LINES], 1):
+    parser = LogParser(host=None, timezone="UTC", year=YEAR)
+    for number, raw in enumerate(input_lines(data), 1):
         result = parser.feed(raw, Origin(ORIGIN_PATH, number))
         held = sum((bool(result.events), result.ignored is not None, result.error is not None))
         if held != 1:
@@ -126,11 +133,11 @@ def write_seeds(directory: Path) -> None:
     print(f"wrote {len(SEEDS) + 1} seeds to {directory}")
 
 
-def replay(paths: list[str]) -> int:
+def replay(paths: list[str], check: Callable[[bytes], None]) -> int:
     failures = 0
     for name in paths:
         try:
-            test_one_input(Path(name).read_bytes())
+            check(Path(name).read_bytes())
         except Violation as exc:
             failures += 1
             print(f"{name}: {exc}")
@@ -138,22 +145,34 @@ def replay(paths: list[str]) -> int:
     return 1 if failures else 0
 
 
-def main(argv: list[str]) -> int:
+def run(
+    argv: list[str],
+    check: Callable[[bytes], None],
+    missing: Callable[[], str | None] = lambda: None,
+) -> int:
+    """The command line of a harness: write seeds, replay inputs, or fuzz ``check``.
+
+    ``missing`` says what the harness lacks to run ``check`` (None when nothing).
+    """
     if len(argv) > 2 and argv[1] == "--write-seeds":
         write_seeds(Path(argv[2]))
         return 0
+    problem = missing()
+    if problem is not None:
+        print(problem)
+        return 2
     if len(argv) > 1 and argv[1] == "--replay":
-        return replay(argv[2:])
+        return replay(argv[2:], check)
     try:
         import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         print("atheris is not installed: pip install atheris==3.0.0 (see docs/parsers.md)")
         return 2
     atheris.instrument_all()
-    atheris.Setup(argv, test_one_input)
+    atheris.Setup(argv, check)
     atheris.Fuzz()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run(sys.argv, test_one_input))

@@ -334,6 +334,35 @@ def test_fields_holding_unicode_oddities(rust_parsers: ModuleType) -> None:
         )
 
 
+HUGE = "9" * 25  # beyond 64 bits: only a crafted line holds such a count
+HUGE_NUMBER_LINES = [
+    f"Nov 27 09:13:09 mail postfix/qmgr[77]: 4QX1A2B3C4: from=<a@example.org>, size={HUGE}, "
+    "nrcpt=1 (queue active)",
+    f"Nov 27 09:13:09 mail postfix/qmgr[77]: 4QX1A2B3C5: from=<a@example.org>, size=12, "
+    f"nrcpt={HUGE} (queue active)",
+    "Nov 27 09:13:09 mail postfix/smtpd[42]: connect from unknown[192.0.2.21]",
+    f"Nov 27 09:13:10 mail postfix/smtpd[42]: disconnect from unknown[192.0.2.21] ehlo=1 "
+    f"auth=1/{HUGE} quit=1 commands=3",
+    "Nov 27 09:13:11 mail postfix/smtpd[43]: connect from unknown[192.0.2.22]",
+    f"Nov 27 09:13:12 mail postfix/smtpd[43]: disconnect from unknown[192.0.2.22] auth={HUGE}",
+    f"Nov 27 09:14:41 mail dovecot: imap-login: Disconnected: Aborted login (auth failed, "
+    f"{HUGE} attempts in 2 secs): user=<alice>, method=PLAIN, rip=198.51.100.4, "
+    "lip=192.0.2.1, session=<abcDEF123>",
+    f"Nov 27 09:14:42 mail dovecot: imap-login: Disconnected: Aborted login (auth failed, "
+    f"2 attempts in {HUGE} secs): user=<alice>, method=PLAIN, rip=198.51.100.4, "
+    "lip=192.0.2.1, session=<abcDEF124>",
+]
+
+
+def test_counts_beyond_64_bits(rust_parsers: ModuleType) -> None:
+    lines = [line.encode() for line in HUGE_NUMBER_LINES]
+    assert_same_results(rust_parsers, Stream("huge-numbers", lines))
+    python = LogParser(year=YEAR)
+    for number, raw in enumerate(lines, 1):
+        for event in python.feed(raw, Origin("huge", number)).events:
+            orjson.dumps(event)  # every event the reference makes can be written
+
+
 def test_configured_host_origin_hosts_and_offsets(rust_parsers: ModuleType, tmp_path: Path) -> None:
     lines = generated_lines(tmp_path, 2_000, seed=5) + adversarial_lines()[:100]
     stream = Stream(
