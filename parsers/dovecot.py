@@ -382,7 +382,7 @@ class DovecotParser:
     ) -> ParseResult:
         numbers = head[failed_at + 14 :]
         count_text, _, after = numbers.partition(" attempts")
-        if not count_text.isdigit():
+        if not count_text.isdecimal():  # what int() reads; isdigit would take "²"
             return failed("unrecognised dovecot login summary")
         attempts = int(count_text)
         if attempts > INT64_MAX:  # crafted: no event can carry the count
@@ -390,7 +390,7 @@ class DovecotParser:
         seconds = 0
         if after.startswith(" in "):
             seconds_text = after[4:].partition(" secs")[0]
-            if seconds_text.isdigit():
+            if seconds_text.isdecimal():
                 seconds = int(seconds_text)
         seen = 0
         if fields.session is not None:

@@ -819,7 +819,8 @@ class PostfixParser:
                 return failed("unrecognised qmgr message")
             sender = rest[6:size_at]
             size_text, _, nrcpt_text = rest[size_at + 8 : -15].partition(", nrcpt=")
-            if not (size_text.isdigit() and nrcpt_text.isdigit()):
+            # isdecimal, not isdigit: int() refuses superscripts ("1²") that isdigit accepts
+            if not (size_text.isdecimal() and nrcpt_text.isdecimal()):
                 return failed("unrecognised qmgr message")
             entry = self._queued(queue_id, ctx)
             retry = False

@@ -473,7 +473,7 @@ impl DovecotParser {
     ) -> ParseResult {
         let numbers = &head[failed_at + 14..];
         let (count_text, _, after) = partition(numbers, " attempts");
-        if !pytext::is_digit(count_text) {
+        if !pytext::is_decimal(count_text) {
             return failed("unrecognised dovecot login summary");
         }
         let attempts = match pytext::int(count_text, 10).map(|count| count.to_i64()) {
@@ -485,7 +485,7 @@ impl DovecotParser {
         let mut seconds_int = None;
         if let Some(after_in) = after.strip_prefix(" in ") {
             let seconds_text = partition(after_in, " secs").0;
-            if pytext::is_digit(seconds_text) {
+            if pytext::is_decimal(seconds_text) {
                 match pytext::int(seconds_text, 10) {
                     Ok(seconds) => seconds_int = Some(seconds),
                     Err(error) => return internal_error(&error.to_string()),

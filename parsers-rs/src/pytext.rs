@@ -130,6 +130,11 @@ pub fn is_decimal_char(c: char) -> bool {
     decimal_value(c).is_some()
 }
 
+/// `text.isdecimal()`: non-empty and every code point a decimal digit (what `int()` reads).
+pub fn is_decimal(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(is_decimal_char)
+}
+
 /// `char.isdigit()`: the decimal digits, and superscripts, circled digits and the like.
 pub fn is_digit_char(c: char) -> bool {
     if c.is_ascii() {

@@ -9,8 +9,8 @@ examples do not reach:
 - a ParseResult with not exactly one of events / ignored / error;
 - an event that orjson cannot serialize, or a client_ip that is not the
   canonical ASCII form of an address;
-- a client IP that appears nowhere in the input (invented or normalized from a
-  look-alike).
+- a client IP that is written nowhere in the input, in any valid form (invented
+  or normalized from a look-alike).
 
 Run (atheris is a dev extra, see docs/parsers.md):
 
@@ -25,6 +25,7 @@ fuzzer also reaches the correlation state (queue ids, sessions, echoes).
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,8 @@ from parsers.api import LogParser  # noqa: E402
 ORIGIN_PATH = "fuzz.log"
 MAX_LINES = 64
 YEAR = 2026
+ADDRESS_TOKEN = re.compile(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*")
+LONGEST_ADDRESS = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
 
 SEEDS = (
     "Nov 27 09:13:07 mail postfix/submission/smtpd[4242]: connect from unknown[192.0.2.21]",
@@ -100,10 +103,35 @@ def check_event(event: Event, text: str) -> None:
         raise Violation(f"client_ip {ip!r} is not an address") from exc
     if canonical != ip:
         raise Violation(f"client_ip {ip!r} is not canonical ({canonical})")
-    # An IPv4-mapped IPv6 address may be shown as its IPv4 form; otherwise the
-    # address must be in the line as written (compared case-insensitively for IPv6).
-    if ip.lower() not in text.lower() and f"::ffff:{ip}" not in text.lower():
+    if ip.lower() not in text.lower() and ip not in written_addresses(text):
         raise Violation(f"client_ip {ip} appears nowhere in the input")
+
+
+def written_addresses(text: str) -> set[str]:
+    """The canonical form of every address written in ASCII in ``text``.
+
+    A daemon may write an address in another valid form than the canonical one
+    (``::2.0.2.21`` for ``::200:215``, ``::ffff:192.0.2.1`` for its IPv4 form);
+    a look-alike (fullwidth digits, a leading zero) is not an address here.
+    """
+    found = set()
+    for token in ADDRESS_TOKEN.findall(text):
+        # an address may start at or after a colon in the token (``ipv6:::1.2.3.4``
+        # gives the token ``6:::1.2.3.4``)
+        colons = [at for at, char in enumerate(token) if char == ":"]
+        starts = {0, *colons, *(at + 1 for at in colons)}
+        for start in starts:
+            candidate = token[start:]
+            if len(candidate) > LONGEST_ADDRESS:
+                continue
+            try:
+                address = ipaddress.ip_address(candidate)
+            except ValueError:
+                continue
+            found.add(str(address))
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                found.add(str(address.ipv4_mapped))
+    return found
 
 
 def input_lines(data: bytes) -> list[bytes]:
