@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::api;
 use crate::json::write_event;
-use crate::result::Origin;
+use crate::result::{Event, Origin, ParseResult};
 
 /// `LogParser(host=None, timezone="UTC", year=None, *, now=None)`: the lines of one mail host.
 #[pyclass(name = "LogParser", module = "mailwarden_parsers_rs", unsendable)]
@@ -81,14 +81,12 @@ impl PyLogParser {
         host: Option<&str>,
         offset: Option<i64>,
     ) -> FeedResult<'py> {
-        let origin = self.origin(path, line, host, offset);
-        let result = self.parser.feed(raw, origin);
-        let mut events = Vec::with_capacity(result.events.len());
-        for event in &result.events {
-            self.buffer.clear();
-            write_event(event, &mut self.buffer);
-            events.push(PyBytes::new(py, &self.buffer));
-        }
+        let result = self.parse(raw, path, line, host, offset);
+        let events = result
+            .events
+            .iter()
+            .map(|event| self.json(py, event))
+            .collect();
         (events, result.ignored, result.error)
     }
 
@@ -104,14 +102,12 @@ impl PyLogParser {
         host: Option<&str>,
         offset: Option<i64>,
     ) -> KeyedResult<'py> {
-        let origin = self.origin(path, line, host, offset);
-        let result = self.parser.feed(raw, origin);
-        let mut events = Vec::with_capacity(result.events.len());
-        for event in result.events {
-            self.buffer.clear();
-            write_event(&event, &mut self.buffer);
-            events.push((PyBytes::new(py, &self.buffer), event.user, event.client_ip));
-        }
+        let result = self.parse(raw, path, line, host, offset);
+        let events = result
+            .events
+            .into_iter()
+            .map(|event| (self.json(py, &event), event.user, event.client_ip))
+            .collect();
         (events, result.ignored, result.error)
     }
 
@@ -158,19 +154,29 @@ impl PyLogParser {
 }
 
 impl PyLogParser {
-    fn origin(
+    /// The line parsed, its origin built from the given fields.
+    fn parse(
         &mut self,
+        raw: &[u8],
         path: &str,
         line: i64,
         host: Option<&str>,
         offset: Option<i64>,
-    ) -> Rc<Origin> {
-        Rc::new(Origin {
+    ) -> ParseResult {
+        let origin = Rc::new(Origin {
             path: shared(&mut self.path, path),
             line,
             host: host.map(|host| shared(&mut self.host, host)),
             offset,
-        })
+        });
+        self.parser.feed(raw, origin)
+    }
+
+    /// One event's JSON, written through the reused buffer.
+    fn json<'py>(&mut self, py: Python<'py>, event: &Event) -> Bound<'py, PyBytes> {
+        self.buffer.clear();
+        write_event(event, &mut self.buffer);
+        PyBytes::new(py, &self.buffer)
     }
 }
 
